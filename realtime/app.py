@@ -1,0 +1,86 @@
+"""``create_app(settings)``: routes, start-up and shutdown, the web pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import WSCloseCode, web
+
+from .broker import create_broker
+from .hub import Hub
+from .room import CloseReason
+from .settings import Settings
+from .transports import http, sse, websocket
+from .transports.common import HUB, SETTINGS
+
+ECHO_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("echo_sockets")
+
+
+def web_root() -> Path:
+    """``web/`` inside the installed package, else beside it in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "web", here.parent / "web"):
+        if (candidate / "index.html").is_file():
+            return candidate
+    raise RuntimeError(f"web pages not found next to {here}")
+
+
+def page(name: str) -> web.RouteDef:
+    async def handler(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(web_root() / name, headers={"Cache-Control": "no-cache"})
+
+    return web.get("/" + name.removesuffix(".html").replace("index", ""), handler)
+
+
+async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    await hub.start()
+    yield
+    await hub.close()
+
+
+async def _close_connections(app: web.Application) -> None:
+    """Close every WebSocket with 1001 and end every SSE stream."""
+    app[HUB].close_all(CloseReason.SHUTDOWN)
+    sockets: set[web.WebSocketResponse] = app[ECHO_SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = web.Application(client_max_size=settings.max_frame_bytes)
+    app[SETTINGS] = settings
+    broker = create_broker(settings.broker, history_size=settings.history_size)
+    app[HUB] = Hub(
+        broker,
+        replay=settings.replay,
+        history_size=settings.history_size,
+        max_buffer=settings.max_buffer_bytes,
+    )
+    app[ECHO_SOCKETS] = set()
+    app.cleanup_ctx.append(_hub_lifecycle)
+    app.on_shutdown.append(_close_connections)
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        sockets: set[web.WebSocketResponse] = app[ECHO_SOCKETS]
+        return await websocket.echo_socket(request, sockets)
+
+    app.add_routes(
+        [
+            page("index.html"),
+            page("compare.html"),
+            web.get("/rooms", http.list_rooms),
+            web.get("/rooms/{room}/ws", websocket.room_socket),
+            web.get("/rooms/{room}/events", sse.room_events),
+            web.post("/rooms/{room}/messages", http.post_message),
+            web.get("/rooms/{room}/messages", http.get_messages),
+            web.get("/ws/echo", echo),
+            web.get("/ws", websocket.room_socket),
+            web.get("/sse", sse.room_events),
+            web.get("/healthz", http.healthz),
+            web.static("/static", web_root()),
+        ]
+    )
+    return app

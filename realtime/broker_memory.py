@@ -1,0 +1,52 @@
+"""The in-process broker: a store, local presence, direct delivery."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .broker import Broker, Member
+from .protocol import Draft, Event, Message
+from .store import History, Store
+
+
+class MemoryBroker(Broker):
+    name = "memory"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+        self._members: dict[str, dict[str, Member]] = {}
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def publish(self, draft: Draft) -> Message:
+        msg = await self.store.append(draft)
+        self.deliver(draft.room, Event.message(msg))
+        return msg
+
+    async def history(self, room: str, since: str | None, limit: int) -> History:
+        return await self.store.read(room, since, limit)
+
+    async def join(self, room: str, member: Member) -> list[Member]:
+        self._members.setdefault(room, {})[member.conn_id] = member
+        return list(self._members[room].values())
+
+    async def leave(self, room: str, member: Member) -> list[Member]:
+        members = self._members.get(room, {})
+        members.pop(member.conn_id, None)
+        if not members:
+            self._members.pop(room, None)
+        return list(members.values())
+
+    async def broadcast(self, room: str, event: Event) -> None:
+        self.deliver(room, event)
+
+    async def rooms(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for room in self.store.rooms():
+            out[room] = {"ws": 0, "sse": 0}
+        for room, members in self._members.items():
+            counts = Counter(m.transport for m in members.values())
+            out[room] = {"ws": counts.get("ws", 0), "sse": counts.get("sse", 0)}
+        return out

@@ -1,0 +1,140 @@
+"""Rooms of this process: join/leave with presence, publish, flushing.
+
+The hub is the Room core's entry point for transports. It imports no aiohttp:
+a transport hands it a :class:`~realtime.room.Sink` and gets a subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from .broker import Broker, BrokerUnavailable, Member
+from .protocol import Draft, Event, Message
+from .room import CloseReason, Room, Sink, Subscriber, SubState
+
+log = logging.getLogger("realtime.hub")
+
+
+def presence_event(room: str, kind: str, member: Member, members: list[Member]) -> Event:
+    return Event(
+        "presence",
+        {
+            "type": "presence",
+            "room": room,
+            "event": kind,
+            "user": member.user,
+            "transport": member.transport,
+            "members": [m.to_dict() for m in members],
+        },
+    )
+
+
+def gap_event(room: str, since: str, first: str | None) -> Event:
+    payload: dict[str, Any] = {
+        "type": "gap",
+        "room": room,
+        "since": since,
+        "first_id": first,
+        "detail": f"messages after id {since} are no longer held; "
+        + (f"resuming from id {first}" if first else "nothing is held"),
+    }
+    return Event("gap", payload)
+
+
+class Hub:
+    def __init__(self, broker: Broker, *, replay: int, history_size: int, max_buffer: int) -> None:
+        self.broker = broker
+        self.replay = replay
+        self.history_size = history_size
+        self.max_buffer = max_buffer
+        self._rooms: dict[str, Room] = {}
+        self._dirty: list[Subscriber] = []
+        self._flush_scheduled = False
+        self.dropped_slow = 0
+
+    async def start(self) -> None:
+        await self.broker.start(self.deliver)
+
+    async def close(self) -> None:
+        self.close_all(CloseReason.SHUTDOWN)
+        await self.broker.close()
+
+    # -- delivery -------------------------------------------------------
+    def deliver(self, room: str, event: Event) -> None:
+        """Fan an event out to this process's subscribers of ``room``."""
+        local = self._rooms.get(room)
+        if local is not None:
+            local.fanout(event)
+
+    def _schedule(self, sub: Subscriber) -> None:
+        self._dirty.append(sub)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for sub in dirty:
+            sub.flush()
+            if sub.close_reason is CloseReason.SLOW:
+                self.dropped_slow += 1
+
+    # -- publishing -----------------------------------------------------
+    async def publish(self, draft: Draft) -> Message:
+        return await self.broker.publish(draft)
+
+    # -- membership -----------------------------------------------------
+    @asynccontextmanager
+    async def join(
+        self, room_name: str, member: Member, sink: Sink, since: str | None
+    ) -> AsyncIterator[Subscriber]:
+        room = self._rooms.get(room_name)
+        if room is None:
+            room = self._rooms[room_name] = Room(room_name)
+        sub = Subscriber(sink, member, room, self.max_buffer, self._schedule)
+        room.add(sub)
+        joined = False
+        try:
+            limit = self.replay if since is None else self.history_size
+            history = await self.broker.history(room_name, since, limit)
+            first: list[Event] = []
+            if history.gap and since is not None:
+                head = history.messages[0].id if history.messages else None
+                first.append(gap_event(room_name, since, head))
+            first.extend(Event.message(m) for m in history.messages)
+            members = await self.broker.join(room_name, member)
+            joined = True
+            sub.go_live(first, since)
+            await self._announce(room_name, "join", member, members)
+            yield sub
+        finally:
+            if sub.state is not SubState.CLOSED:
+                sub.state = SubState.CLOSED
+                room.remove(sub)
+            if not room.subscribers and self._rooms.get(room_name) is room:
+                del self._rooms[room_name]
+            if joined:
+                members = await self.broker.leave(room_name, member)
+                await self._announce(room_name, "leave", member, members)
+
+    async def _announce(self, room: str, kind: str, member: Member, members: list[Member]) -> None:
+        try:
+            await self.broker.broadcast(room, presence_event(room, kind, member, members))
+        except BrokerUnavailable:
+            log.warning("presence %s in %s not sent: broker unavailable", kind, room)
+
+    def close_all(self, reason: CloseReason) -> None:
+        for room in list(self._rooms.values()):
+            for sub in list(room.subscribers):
+                sub.close(reason)
+
+    def local_subscribers(self) -> int:
+        return sum(len(r) for r in self._rooms.values())
+
+    async def rooms(self) -> dict[str, dict[str, int]]:
+        return await self.broker.rooms()

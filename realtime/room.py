@@ -1,0 +1,150 @@
+"""A room's local subscribers and the fan-out to them.
+
+Fan-out never awaits a subscriber: :meth:`Subscriber.offer` appends the
+event's pre-encoded bytes to a per-subscriber list, and the hub flushes every
+list once per event-loop pass with one write per subscriber. A subscriber
+whose unsent bytes pass its bound is dropped with ``CloseReason.SLOW``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Protocol
+
+from .broker import Member
+from .protocol import Event, Wire, parse_id
+
+
+class CloseReason(enum.Enum):
+    SLOW = "slow consumer: too far behind, resume with the last id"
+    SHUTDOWN = "server shutting down"
+    GONE = "connection lost"
+
+
+class Sink(Protocol):
+    """What a transport gives the room: write bytes, or close with a reason."""
+
+    @property
+    def wire(self) -> Wire: ...
+
+    def write(self, data: bytes) -> int:
+        """Write without waiting; return the bytes still unsent. Raise
+        ``ConnectionError`` when the connection is gone."""
+
+    def close(self, reason: CloseReason) -> None: ...
+
+
+class SubState(enum.Enum):
+    SYNCING = "syncing"  # history being read; live events are held
+    LIVE = "live"
+    CLOSED = "closed"
+
+
+class Subscriber:
+    __slots__ = (
+        "_held",
+        "_max_buffer",
+        "_pending",
+        "_schedule",
+        "_wire",
+        "close_reason",
+        "member",
+        "room",
+        "sink",
+        "state",
+    )
+
+    def __init__(
+        self,
+        sink: Sink,
+        member: Member,
+        room: Room,
+        max_buffer: int,
+        schedule: Callable[[Subscriber], None],
+    ) -> None:
+        self.sink = sink
+        self.member = member
+        self.room = room
+        self.state = SubState.SYNCING
+        self.close_reason: CloseReason | None = None
+        self._wire = sink.wire
+        self._held: list[Event] = []
+        self._pending: list[bytes] = []
+        self._max_buffer = max_buffer
+        self._schedule = schedule
+
+    def offer(self, event: Event) -> None:
+        if self.state is SubState.LIVE:
+            pending = self._pending
+            pending.append(event.encoded(self._wire))
+            if len(pending) == 1:
+                self._schedule(self)
+        elif self.state is SubState.SYNCING:
+            self._held.append(event)
+
+    def go_live(self, first: list[Event], since: str | None) -> None:
+        """Send ``first`` (gap notice, replay), then what arrived meanwhile."""
+        if self.state is not SubState.SYNCING:
+            return
+        last = parse_id(since) if since is not None else (-1, -1)
+        for ev in first:
+            if ev.id is not None:
+                last = max(last, parse_id(ev.id))
+        events = list(first)
+        for ev in self._held:
+            if ev.id is None or parse_id(ev.id) > last:
+                events.append(ev)
+        self._held = []
+        self.state = SubState.LIVE
+        for ev in events:
+            self.offer(ev)
+
+    def flush(self) -> None:
+        pending = self._pending
+        if not pending or self.state is not SubState.LIVE:
+            pending.clear()
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        try:
+            unsent = self.sink.write(data)
+        except ConnectionError:
+            self.close(CloseReason.GONE)
+            return
+        if unsent > self._max_buffer:
+            self.close(CloseReason.SLOW)
+
+    def close(self, reason: CloseReason) -> None:
+        """Stop delivery at once and ask the transport to close."""
+        if self.state is SubState.CLOSED:
+            return
+        self.state = SubState.CLOSED
+        self.close_reason = reason
+        self._pending.clear()
+        self._held = []
+        self.room.remove(self)
+        self.sink.close(reason)
+
+
+class Room:
+    """The subscribers of one room in this process."""
+
+    __slots__ = ("name", "subscribers")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.subscribers: dict[Subscriber, None] = {}
+
+    def add(self, sub: Subscriber) -> None:
+        self.subscribers[sub] = None
+
+    def remove(self, sub: Subscriber) -> None:
+        self.subscribers.pop(sub, None)
+
+    def fanout(self, event: Event) -> None:
+        for sub in self.subscribers:
+            sub.offer(event)
+
+    def __len__(self) -> int:
+        return len(self.subscribers)

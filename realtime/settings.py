@@ -1,0 +1,114 @@
+"""One typed settings object, built from CLI flags and ``REALTIME_*`` variables.
+
+Precedence: a command-line flag, then the environment variable, then the
+default. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    history_size: int = 1000
+    replay: int = 50
+    max_message_bytes: int = 4096
+    max_buffer_bytes: int = 1 << 20
+    heartbeat: float = 15.0
+    broker: str = "memory"
+    log_level: str = "INFO"
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """Largest WebSocket frame: the text limit plus room for JSON escapes."""
+        return 2 * self.max_message_bytes + 1024
+
+
+_HELP: dict[str, str] = {
+    "host": "interface to listen on",
+    "port": "TCP port to listen on",
+    "history_size": "messages kept per room for history and resume",
+    "replay": "messages sent to a fresh join before live ones",
+    "max_message_bytes": "largest message text in bytes (UTF-8)",
+    "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
+    "heartbeat": "seconds between WebSocket pings and SSE comment pings",
+    "broker": "where messages meet: 'memory' (one process)",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def env_name(field: str) -> str:
+    return "REALTIME_" + field.upper()
+
+
+def build_parser(prog: str = "python -m realtime") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Chat rooms over WebSocket and Server-Sent Events.",
+        epilog="Every option can also be set by the environment variable shown "
+        "in brackets; a flag wins over the variable.",
+    )
+    defaults = Settings()
+    for f in fields(Settings):
+        default = getattr(defaults, f.name)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=type(default),
+            default=None,
+            metavar=f.name.split("_")[-1].upper(),
+            help=f"{_HELP[f.name]} (default {default}) [{env_name(f.name)}]",
+        )
+    return parser
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(f"{env_name(name)}={raw!r}: expected {kind.__name__}") from None
+
+
+def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    return from_sources(vars(args), env)
+
+
+def from_sources(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        kind = type(getattr(defaults, f.name))
+        if flags.get(f.name) is not None:
+            values[f.name] = flags[f.name]
+        elif env_name(f.name) in env:
+            values[f.name] = _convert(f.name, env[env_name(f.name)], kind)
+    settings = Settings(**values)
+    check(settings)
+    return settings
+
+
+def check(s: Settings) -> None:
+    problems = []
+    if not 0 <= s.port <= 65535:
+        problems.append("--port must be 0-65535")
+    if s.history_size < 1:
+        problems.append("--history-size must be at least 1")
+    if not 0 <= s.replay <= s.history_size:
+        problems.append("--replay must be between 0 and --history-size")
+    if s.max_message_bytes < 1:
+        problems.append("--max-message-bytes must be positive")
+    if s.heartbeat <= 0:
+        problems.append("--heartbeat must be positive")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append("--log-level must be DEBUG, INFO, WARNING or ERROR")
+    if problems:
+        raise SystemExit("realtime: " + "; ".join(problems))

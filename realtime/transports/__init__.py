@@ -1,0 +1,1 @@
+"""aiohttp handlers: the only code that knows a wire format."""

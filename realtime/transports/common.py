@@ -1,0 +1,92 @@
+"""What every handler shares: app state keys, request parsing, error replies,
+and the connect/disconnect log lines."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..hub import Hub
+from ..protocol import ProtocolError, dumps, validate_room, validate_since, validate_user
+from ..settings import Settings
+
+HUB = web.AppKey("hub", Hub)
+SETTINGS = web.AppKey("settings", Settings)
+
+log = logging.getLogger("realtime.conn")
+
+
+class JsonError(web.HTTPException):
+    """An HTTP error whose body is ``{"type":"error","code":…,"detail":…}``."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str]) -> None:
+        self.status_code = status
+        super().__init__(
+            text=dumps({"type": "error", "code": code, "detail": detail}),
+            content_type="application/json",
+            headers=headers or None,
+        )
+
+
+def json_error(status: int, code: str, detail: str, **headers: str) -> web.HTTPException:
+    """An HTTP error with a JSON body, ready to raise."""
+    return JsonError(status, code, detail, headers)
+
+
+def protocol_error(exc: ProtocolError) -> web.HTTPException:
+    return json_error(exc.status, exc.code, exc.detail)
+
+
+@dataclass(slots=True)
+class Target:
+    """Who wants to join which room, from where: parsed before any upgrade."""
+
+    room: str
+    user: str
+    since: str | None
+
+
+def parse_target(request: web.Request, since: str | None) -> Target:
+    try:
+        return Target(
+            room=validate_room(request.match_info.get("room", "lobby")),
+            user=validate_user(request.query.get("user")),
+            since=validate_since(since),
+        )
+    except ProtocolError as exc:
+        raise protocol_error(exc) from None
+
+
+class ConnLog:
+    """One line when a connection opens and one when it closes."""
+
+    def __init__(self, transport: str, target: Target, peer: Any) -> None:
+        self.id = secrets.token_hex(3)
+        self.transport = transport
+        self.target = target
+        self.started = time.monotonic()
+        log.info(
+            "connect conn=%s transport=%s room=%s user=%s peer=%s since=%s",
+            self.id,
+            transport,
+            target.room,
+            target.user,
+            peer,
+            target.since or "-",
+        )
+
+    def closed(self, why: str) -> None:
+        log.info(
+            "disconnect conn=%s transport=%s room=%s user=%s duration=%.1fs reason=%s",
+            self.id,
+            self.transport,
+            self.target.room,
+            self.target.user,
+            time.monotonic() - self.started,
+            why,
+        )

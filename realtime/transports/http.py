@@ -1,0 +1,95 @@
+"""Plain HTTP routes: send by POST, history, the room list, health."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..broker import BrokerUnavailable
+from ..protocol import ProtocolError, dumps, parse_send, validate_user
+from .common import HUB, SETTINGS, json_error, parse_target, protocol_error
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(data), status=status, content_type="application/json")
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """``POST /rooms/{room}/messages`` with ``{"text":…, "user":…}``: 201 + the message."""
+    target = parse_target(request, None)
+    settings = request.app[SETTINGS]
+    if request.content_type != "application/json":
+        raise json_error(415, "unsupported_media_type", "send Content-Type: application/json")
+    limit = settings.max_frame_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise json_error(413, "too_large", f"the body is over {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise json_error(413, "too_large", f"the body is over {limit} bytes") from None
+    if len(raw) > limit:
+        raise json_error(413, "too_large", f"the body is over {limit} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise json_error(400, "bad_json", "the body is not valid JSON") from None
+    try:
+        user = target.user
+        if isinstance(data, dict) and "user" in data:
+            if not isinstance(data["user"], str):
+                raise ProtocolError("bad_user", "'user' must be a string")
+            user = validate_user(data["user"])
+        draft = parse_send(data, room=target.room, user=user, max_bytes=settings.max_message_bytes)
+    except ProtocolError as exc:
+        raise protocol_error(exc) from None
+    try:
+        msg = await request.app[HUB].publish(draft)
+    except BrokerUnavailable as exc:
+        raise json_error(
+            503, "unavailable", f"message not stored: {exc}", **{"Retry-After": "1"}
+        ) from None
+    return json_response(msg.to_dict(), status=201)
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    """``GET /rooms/{room}/messages?since=&limit=``: history, oldest first."""
+    target = parse_target(request, request.query.get("since"))
+    settings = request.app[SETTINGS]
+    raw_limit = request.query.get("limit", str(settings.replay))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= settings.history_size:
+        raise json_error(400, "bad_limit", f"limit must be 1-{settings.history_size}")
+    try:
+        history = await request.app[HUB].broker.history(target.room, target.since, int(raw_limit))
+    except BrokerUnavailable as exc:
+        raise json_error(503, "unavailable", str(exc)) from None
+    return json_response(
+        {
+            "room": target.room,
+            "messages": [m.to_dict() for m in history.messages],
+            "gap": history.gap,
+        }
+    )
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    """``GET /rooms``: every known room with its member count per transport."""
+    rooms = await request.app[HUB].rooms()
+    return json_response(
+        {
+            "rooms": [
+                {"room": name, "members": counts, "total": sum(counts.values())}
+                for name, counts in sorted(rooms.items())
+            ]
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    broker = request.app[HUB].broker
+    ok = broker.healthy
+    return json_response(
+        {"status": "ok" if ok else "degraded", "broker": broker.name, "broker_ok": ok},
+        status=200 if ok else 503,
+    )

@@ -1,0 +1,156 @@
+"""WebSocket handlers: a room, and the echo endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import MutableSet
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..broker import BrokerUnavailable, Member
+from ..hub import Hub
+from ..protocol import Event, ProtocolError, dumps, parse_send_json
+from ..room import CloseReason
+from .common import HUB, SETTINGS, ConnLog, Target, json_error, parse_target
+
+CLOSE_CODES = {
+    CloseReason.SLOW: WSCloseCode.TRY_AGAIN_LATER,  # 1013
+    CloseReason.SHUTDOWN: WSCloseCode.GOING_AWAY,  # 1001
+    CloseReason.GONE: WSCloseCode.GOING_AWAY,
+}
+CLOSE_TIMEOUT = 5.0
+
+
+class WebSocketWire:
+    """A complete unmasked text frame: identical for every subscriber."""
+
+    def encode(self, event: Event) -> bytes:
+        payload = event.json.encode()
+        n = len(payload)
+        if n < 126:
+            header = struct.pack("!BB", 0x81, n)
+        elif n < 65536:
+            header = struct.pack("!BBH", 0x81, 126, n)
+        else:
+            header = struct.pack("!BBQ", 0x81, 127, n)
+        return header + payload
+
+
+WIRE = WebSocketWire()
+
+
+class WebSocketSink:
+    """Writes pre-built frames straight to the socket's transport."""
+
+    wire = WIRE
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self._ws = ws
+        self._transport = request.transport
+        self.close_reason: CloseReason | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def write(self, data: bytes) -> int:
+        t = self._transport
+        if t is None or t.is_closing() or self._ws.closed:
+            raise ConnectionResetError("websocket closed")
+        t.write(data)
+        return t.get_write_buffer_size()
+
+    def close(self, reason: CloseReason) -> None:
+        if self._closer is not None:
+            return
+        self.close_reason = reason
+        self._closer = asyncio.get_running_loop().create_task(self._close(reason))
+
+    async def _close(self, reason: CloseReason) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._ws.close(code=CLOSE_CODES[reason], message=reason.value.encode())
+        except (TimeoutError, ConnectionError):
+            if self._transport is not None:
+                self._transport.abort()
+
+
+def _ws_response(request: web.Request) -> web.WebSocketResponse:
+    settings = request.app[SETTINGS]
+    ws = web.WebSocketResponse(
+        heartbeat=settings.heartbeat,
+        max_msg_size=settings.max_frame_bytes,
+        compress=False,
+    )
+    if not ws.can_prepare(request).ok:
+        raise json_error(400, "not_websocket", "this URL expects a WebSocket upgrade")
+    return ws
+
+
+async def room_socket(request: web.Request) -> web.WebSocketResponse:
+    """``GET /rooms/{room}/ws?user=&since=``: join a room over WebSocket."""
+    target = parse_target(request, request.query.get("since"))
+    hub = request.app[HUB]
+    settings = request.app[SETTINGS]
+    ws = _ws_response(request)
+    await ws.prepare(request)
+    conn = ConnLog("ws", target, request.remote)
+    sink = WebSocketSink(ws, request)
+    member = Member(conn.id, target.user, "ws")
+    why = "client closed"
+    try:
+        async with hub.join(target.room, member, sink, target.since):
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await _handle_text(ws, hub, msg.data, target, settings.max_message_bytes)
+                elif msg.type is WSMsgType.BINARY:
+                    await _send_error(ws, "unsupported_data", "send JSON text frames, not binary")
+                elif msg.type is WSMsgType.ERROR:
+                    why = f"protocol error: {ws.exception()}"
+                    break
+        if sink.close_reason is not None:
+            why = sink.close_reason.name.lower()
+        elif ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+            why = "message too big"
+    except asyncio.CancelledError:
+        why = "client gone"
+        raise
+    except BaseException as exc:
+        why = type(exc).__name__
+        raise
+    finally:
+        conn.closed(f"{why} code={ws.close_code}")
+    return ws
+
+
+async def _handle_text(
+    ws: web.WebSocketResponse, hub: Hub, raw: str, target: Target, max_bytes: int
+) -> None:
+    try:
+        draft = parse_send_json(raw, room=target.room, user=target.user, max_bytes=max_bytes)
+        await hub.publish(draft)
+    except ProtocolError as exc:
+        await _send_error(ws, exc.code, exc.detail)
+    except BrokerUnavailable as exc:
+        await _send_error(ws, "unavailable", f"message not stored: {exc}")
+
+
+async def _send_error(ws: web.WebSocketResponse, code: str, detail: str) -> None:
+    if not ws.closed:
+        await ws.send_str(dumps({"type": "error", "code": code, "detail": detail}))
+
+
+async def echo_socket(
+    request: web.Request, registry: MutableSet[web.WebSocketResponse]
+) -> web.WebSocketResponse:
+    """``GET /ws/echo``: replies ``ECHO: <text>`` to the sender only."""
+    ws = _ws_response(request)
+    await ws.prepare(request)
+    registry.add(ws)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(f"ECHO: {msg.data}")
+            elif msg.type is WSMsgType.BINARY:
+                await _send_error(ws, "unsupported_data", "send text frames, not binary")
+    finally:
+        registry.discard(ws)
+    return ws
