@@ -23,7 +23,16 @@ class Settings:
     max_buffer_bytes: int = 1 << 20
     heartbeat: float = 15.0
     broker: str = "memory"
+    store: str = "memory"
+    workers: int = 1
+    allow_origin: str = ""
+    rate_limit: str = "20/s"
+    rate_burst: int = 40
+    max_connections_per_ip: int = 256
+    secret: str = ""
+    private_rooms: str = ""
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @property
     def max_frame_bytes(self) -> int:
@@ -39,9 +48,21 @@ _HELP: dict[str, str] = {
     "max_message_bytes": "largest message text in bytes (UTF-8)",
     "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
     "heartbeat": "seconds between WebSocket pings and SSE comment pings",
-    "broker": "where messages meet: 'memory' (one process)",
+    "broker": "where messages meet: 'memory' (one process) or redis://host:port/db",
+    "store": "history of the memory broker: 'memory' or sqlite:PATH",
+    "workers": "server processes sharing the port (needs a redis:// broker above 1)",
+    "allow_origin": "extra origins allowed to open WebSockets and POST, comma-separated",
+    "rate_limit": "messages a connection or client address may send, as N/s or N/min",
+    "rate_burst": "messages that may be sent at once before --rate-limit applies",
+    "max_connections_per_ip": "concurrent WebSocket and SSE connections per client address",
+    "secret": "HS256 key for signed tokens; enables --private-rooms",
+    "private_rooms": "room name patterns (fnmatch, comma-separated) that need a token",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "'text' (key=value lines) or 'json'",
 }
+
+
+_METAVARS: dict[type, str] = {int: "N", float: "SECONDS"}
 
 
 def env_name(field: str) -> str:
@@ -63,7 +84,7 @@ def build_parser(prog: str = "python -m realtime") -> argparse.ArgumentParser:
             dest=f.name,
             type=type(default),
             default=None,
-            metavar=f.name.split("_")[-1].upper(),
+            metavar=_METAVARS.get(type(default), f.name.split("_")[-1].upper()),
             help=f"{_HELP[f.name]} (default {default}) [{env_name(f.name)}]",
         )
     return parser

@@ -1,0 +1,29 @@
+"""Fixtures: a real aiohttp server on 127.0.0.1 for each test, built by create_app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from realtime import Settings, create_app
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any) -> MakeClient:
+    """``await make_client(replay=5, …)``: a client of a fresh server with those settings."""
+
+    async def factory(**overrides: Any) -> TestClient[Any, Any]:
+        overrides.setdefault("store", "memory")
+        return await aiohttp_client(create_app(Settings(**overrides)))  # type: ignore[no-any-return]
+
+    return factory
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient[Any, Any]:
+    return await make_client()
