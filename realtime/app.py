@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .hub import Hub
 from .room import CloseReason
 from .settings import Settings
 from .transports import http, sse, websocket
-from .transports.common import HUB, SETTINGS
+from .transports.common import CLOSING, HUB, SETTINGS
 
 ECHO_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("echo_sockets")
 
@@ -44,8 +45,12 @@ async def _close_connections(app: web.Application) -> None:
     """Close every WebSocket with 1001 and end every SSE stream."""
     app[HUB].close_all(CloseReason.SHUTDOWN)
     sockets: set[web.WebSocketResponse] = app[ECHO_SOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    closing: set[asyncio.Task[None]] = app[CLOSING]
+    await asyncio.gather(
+        *closing,
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down") for ws in sockets),
+        return_exceptions=True,
+    )
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
@@ -60,6 +65,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         max_buffer=settings.max_buffer_bytes,
     )
     app[ECHO_SOCKETS] = set()
+    app[CLOSING] = set()
     app.cleanup_ctx.append(_hub_lifecycle)
     app.on_shutdown.append(_close_connections)
 

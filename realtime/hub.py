@@ -55,6 +55,7 @@ class Hub:
         self._dirty: list[Subscriber] = []
         self._flush_scheduled = False
         self.dropped_slow = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.broker.start(self.deliver)
@@ -81,8 +82,6 @@ class Hub:
         dirty, self._dirty = self._dirty, []
         for sub in dirty:
             sub.flush()
-            if sub.close_reason is CloseReason.SLOW:
-                self.dropped_slow += 1
 
     # -- publishing -----------------------------------------------------
     async def publish(self, draft: Draft) -> Message:
@@ -96,9 +95,8 @@ class Hub:
         room = self._rooms.get(room_name)
         if room is None:
             room = self._rooms[room_name] = Room(room_name)
-        sub = Subscriber(sink, member, room, self.max_buffer, self._schedule)
+        sub = Subscriber(sink, member, room, self.max_buffer, self._schedule, self._closed)
         room.add(sub)
-        joined = False
         try:
             limit = self.replay if since is None else self.history_size
             history = await self.broker.history(room_name, since, limit)
@@ -108,7 +106,7 @@ class Hub:
                 first.append(gap_event(room_name, since, head))
             first.extend(Event.message(m) for m in history.messages)
             members = await self.broker.join(room_name, member)
-            joined = True
+            sub.left = False
             sub.go_live(first, since)
             await self._announce(room_name, "join", member, members)
             yield sub
@@ -118,9 +116,23 @@ class Hub:
                 room.remove(sub)
             if not room.subscribers and self._rooms.get(room_name) is room:
                 del self._rooms[room_name]
-            if joined:
-                members = await self.broker.leave(room_name, member)
-                await self._announce(room_name, "leave", member, members)
+            await self._leave(sub)
+
+    def _closed(self, sub: Subscriber) -> None:
+        """A subscriber was dropped: leave now, not when its socket is gone."""
+        if sub.close_reason is CloseReason.SLOW:
+            self.dropped_slow += 1
+        task = asyncio.get_running_loop().create_task(self._leave(sub))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _leave(self, sub: Subscriber) -> None:
+        if sub.left:
+            return
+        sub.left = True
+        room = sub.room.name
+        members = await self.broker.leave(room, sub.member)
+        await self._announce(room, "leave", sub.member, members)
 
     async def _announce(self, room: str, kind: str, member: Member, members: list[Member]) -> None:
         try:

@@ -45,10 +45,12 @@ class Subscriber:
     __slots__ = (
         "_held",
         "_max_buffer",
+        "_on_close",
         "_pending",
         "_schedule",
         "_wire",
         "close_reason",
+        "left",
         "member",
         "room",
         "sink",
@@ -62,6 +64,7 @@ class Subscriber:
         room: Room,
         max_buffer: int,
         schedule: Callable[[Subscriber], None],
+        on_close: Callable[[Subscriber], None],
     ) -> None:
         self.sink = sink
         self.member = member
@@ -73,6 +76,8 @@ class Subscriber:
         self._pending: list[bytes] = []
         self._max_buffer = max_buffer
         self._schedule = schedule
+        self._on_close = on_close
+        self.left = True  # no presence to leave until the hub has joined it
 
     def offer(self, event: Event) -> None:
         if self.state is SubState.LIVE:
@@ -125,6 +130,7 @@ class Subscriber:
         self._held = []
         self.room.remove(self)
         self.sink.close(reason)
+        self._on_close(self)
 
 
 class Room:

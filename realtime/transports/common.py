@@ -3,6 +3,7 @@ and the connect/disconnect log lines."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -17,6 +18,8 @@ from ..settings import Settings
 
 HUB = web.AppKey("hub", Hub)
 SETTINGS = web.AppKey("settings", Settings)
+# Close handshakes under way; shutdown waits for them before dropping sockets.
+CLOSING: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("closing")
 
 log = logging.getLogger("realtime.conn")
 

@@ -12,7 +12,7 @@ from ..broker import BrokerUnavailable, Member
 from ..hub import Hub
 from ..protocol import Event, ProtocolError, dumps, parse_send_json
 from ..room import CloseReason
-from .common import HUB, SETTINGS, ConnLog, Target, json_error, parse_target
+from .common import CLOSING, HUB, SETTINGS, ConnLog, Target, json_error, parse_target
 
 CLOSE_CODES = {
     CloseReason.SLOW: WSCloseCode.TRY_AGAIN_LATER,  # 1013
@@ -50,6 +50,7 @@ class WebSocketSink:
         self._transport = request.transport
         self.close_reason: CloseReason | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
 
     def write(self, data: bytes) -> int:
         t = self._transport
@@ -62,7 +63,9 @@ class WebSocketSink:
         if self._closer is not None:
             return
         self.close_reason = reason
-        self._closer = asyncio.get_running_loop().create_task(self._close(reason))
+        self._closer = task = asyncio.get_running_loop().create_task(self._close(reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _close(self, reason: CloseReason) -> None:
         try:

@@ -1,0 +1,123 @@
+"""Fan-out isolation: a client that stops reading is dropped, nobody else waits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+from typing import Any
+
+from .conftest import MakeClient
+from .helpers import SseReader, ws_messages, ws_until
+
+TEXT = "x" * 4000
+
+
+async def stalled_connection(client: Any, request: bytes) -> socket.socket:
+    """A connection with a tiny receive buffer whose owner never reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (client.host, client.port))
+    await loop.sock_sendall(sock, request)
+    return sock
+
+
+def ws_upgrade(path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def sse_request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+
+
+async def members(client: Any, room: str) -> dict[str, int]:
+    for r in (await (await client.get("/rooms")).json())["rooms"]:
+        if r["room"] == room:
+            counts: dict[str, int] = r["members"]
+            return counts
+    return {"ws": 0, "sse": 0}
+
+
+async def read_ws_close_code(sock: socket.socket) -> int | None:
+    """Read the stalled socket to its end and return the close frame's code."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    async with asyncio.timeout(10):
+        while chunk := await loop.sock_recv(sock, 1 << 20):
+            data += chunk
+    body = data[data.index(b"\r\n\r\n") + 4 :]
+    pos = 0
+    while pos + 2 <= len(body):
+        opcode, length = body[pos] & 0x0F, body[pos + 1] & 0x7F
+        pos += 2
+        if length == 126:
+            (length,) = struct.unpack_from("!H", body, pos)
+            pos += 2
+        elif length == 127:
+            (length,) = struct.unpack_from("!Q", body, pos)
+            pos += 8
+        if opcode == 0x8:
+            code: int = struct.unpack_from("!H", body, pos)[0]
+            return code
+        pos += length
+    return None
+
+
+async def test_stalled_clients_are_dropped_and_others_get_everything(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(max_buffer_bytes=64 * 1024, replay=0)
+    stalled_ws = await stalled_connection(client, ws_upgrade("/rooms/s/ws?user=stuck-ws"))
+    stalled_sse = await stalled_connection(client, sse_request("/rooms/s/events?user=stuck-sse"))
+    reader = SseReader(await client.get("/rooms/s/events?user=good-sse"))
+    async with (
+        client.ws_connect("/rooms/s/ws?user=good-ws") as good,
+        client.ws_connect("/rooms/s/ws?user=publisher") as publisher,
+    ):
+        await ws_until(good, "presence")
+        async with asyncio.timeout(5):
+            while await members(client, "s") != {"ws": 3, "sse": 2}:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+        async def collect_ws() -> list[str]:
+            out: list[str] = []
+            while not out or out[-1] != "end":
+                out += [m["client_id"] for m in await ws_messages(good, 1, timeout=30)]
+            return out
+
+        async def collect_sse() -> list[str]:
+            out: list[str] = []
+            while not out or out[-1] != "end":
+                out += [m["client_id"] for m in await reader.messages(1, timeout=30)]
+            return out
+
+        readers = asyncio.gather(collect_ws(), collect_sse())
+        # Publish until both stalled clients are dropped (bounded: 4000 x 4 KB).
+        sent = 0
+        for sent in range(1, 4001):
+            await publisher.send_json({"text": TEXT, "client_id": str(sent)})
+            if sent % 50 == 0:
+                await ws_messages(publisher, 50, timeout=10)
+                if await members(client, "s") == {"ws": 2, "sse": 1}:
+                    break
+        counts = await members(client, "s")
+        assert counts == {"ws": 2, "sse": 1}, f"stalled clients kept after {sent}: {counts}"
+        close_code = asyncio.create_task(read_ws_close_code(stalled_ws))
+        await publisher.send_json({"text": "bye", "client_id": "end"})
+        received_ws, received_sse = await readers
+
+    expected = [str(i) for i in range(1, sent + 1)] + ["end"]
+    assert received_ws == expected
+    assert received_sse == expected
+    assert await close_code == 1013
+    stalled_ws.close()
+    stalled_sse.close()
