@@ -10,11 +10,14 @@ from aiohttp import WSCloseCode, web
 
 from .broker import create_broker
 from .hub import Hub
+from .metrics import CONTENT_TYPE, Metrics
 from .room import CloseReason
 from .settings import Settings
 from .transports import http, sse, websocket
 from .transports.common import CLOSING, HUB, SETTINGS
+from .transports.guard import GUARD, Guard
 
+METRICS = web.AppKey("metrics", Metrics)
 ECHO_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("echo_sockets")
 
 
@@ -53,6 +56,24 @@ async def _close_connections(app: web.Application) -> None:
     )
 
 
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.content_type == "text/html":
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Referrer-Policy"] = "same-origin"
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_frame_bytes)
@@ -64,6 +85,10 @@ def create_app(settings: Settings | None = None) -> web.Application:
         history_size=settings.history_size,
         max_buffer=settings.max_buffer_bytes,
     )
+    metrics = Metrics(app[HUB])
+    app[METRICS] = metrics
+    app[GUARD] = Guard.from_settings(settings, metrics)
+    app.on_response_prepare.append(_security_headers)
     app[ECHO_SOCKETS] = set()
     app[CLOSING] = set()
     app.cleanup_ctx.append(_hub_lifecycle)
@@ -86,6 +111,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
             web.get("/ws", websocket.room_socket),
             web.get("/sse", sse.room_events),
             web.get("/healthz", http.healthz),
+            web.get("/metrics", _metrics),
             web.static("/static", web_root()),
         ]
     )

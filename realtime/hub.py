@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,6 +56,12 @@ class Hub:
         self._dirty: list[Subscriber] = []
         self._flush_scheduled = False
         self.dropped_slow = 0
+        self.published = 0
+        self.delivered = 0
+        # Called once per flush pass with the seconds from the first event's
+        # arrival to the last write, and the number of deliveries.
+        self.on_fanout: Callable[[float, int], None] | None = None
+        self._pass_started = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -69,6 +76,8 @@ class Hub:
         """Fan an event out to this process's subscribers of ``room``."""
         local = self._rooms.get(room)
         if local is not None:
+            if not self._flush_scheduled:
+                self._pass_started = time.perf_counter()
             local.fanout(event)
 
     def _schedule(self, sub: Subscriber) -> None:
@@ -80,12 +89,18 @@ class Hub:
     def _flush(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
+        count = 0
         for sub in dirty:
-            sub.flush()
+            count += sub.flush()
+        self.delivered += count
+        if self.on_fanout is not None and count:
+            self.on_fanout(time.perf_counter() - self._pass_started, count)
 
     # -- publishing -----------------------------------------------------
     async def publish(self, draft: Draft) -> Message:
-        return await self.broker.publish(draft)
+        msg = await self.broker.publish(draft)
+        self.published += 1
+        return msg
 
     # -- membership -----------------------------------------------------
     @asynccontextmanager
@@ -145,8 +160,12 @@ class Hub:
             for sub in list(room.subscribers):
                 sub.close(reason)
 
-    def local_subscribers(self) -> int:
-        return sum(len(r) for r in self._rooms.values())
+    def subscribers(self) -> Iterator[Subscriber]:
+        for room in self._rooms.values():
+            yield from room.subscribers
+
+    def room_count(self) -> int:
+        return len(self._rooms)
 
     async def rooms(self) -> dict[str, dict[str, int]]:
         return await self.broker.rooms()

@@ -105,20 +105,23 @@ class Subscriber:
         for ev in events:
             self.offer(ev)
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write what is pending in one write; return how many events it held."""
         pending = self._pending
-        if not pending or self.state is not SubState.LIVE:
+        count = len(pending)
+        if not count or self.state is not SubState.LIVE:
             pending.clear()
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
+            return 0
+        data = pending[0] if count == 1 else b"".join(pending)
         pending.clear()
         try:
             unsent = self.sink.write(data)
         except ConnectionError:
             self.close(CloseReason.GONE)
-            return
+            return 0
         if unsent > self._max_buffer:
             self.close(CloseReason.SLOW)
+        return count
 
     def close(self, reason: CloseReason) -> None:
         """Stop delivery at once and ask the transport to close."""

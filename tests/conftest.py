@@ -19,6 +19,9 @@ def make_client(aiohttp_client: Any) -> MakeClient:
 
     async def factory(**overrides: Any) -> TestClient[Any, Any]:
         overrides.setdefault("store", "memory")
+        # Tests publish in bursts; test_guard.py checks the limits themselves.
+        overrides.setdefault("rate_limit", "100000/s")
+        overrides.setdefault("rate_burst", 100000)
         return await aiohttp_client(create_app(Settings(**overrides)))  # type: ignore[no-any-return]
 
     return factory

@@ -52,6 +52,7 @@ class Target:
     room: str
     user: str
     since: str | None
+    user_from_token: bool = False
 
 
 def parse_target(request: web.Request, since: str | None) -> Target:

@@ -10,6 +10,7 @@ from aiohttp import web
 from ..broker import BrokerUnavailable
 from ..protocol import ProtocolError, dumps, parse_send, validate_user
 from .common import HUB, SETTINGS, json_error, parse_target, protocol_error
+from .guard import GUARD
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -18,7 +19,9 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 async def post_message(request: web.Request) -> web.Response:
     """``POST /rooms/{room}/messages`` with ``{"text":…, "user":…}``: 201 + the message."""
-    target = parse_target(request, None)
+    guard = request.app[GUARD]
+    guard.check_origin(request)
+    target = guard.admit(request, None)
     settings = request.app[SETTINGS]
     if request.content_type != "application/json":
         raise json_error(415, "unsupported_media_type", "send Content-Type: application/json")
@@ -37,13 +40,17 @@ async def post_message(request: web.Request) -> web.Response:
         raise json_error(400, "bad_json", "the body is not valid JSON") from None
     try:
         user = target.user
-        if isinstance(data, dict) and "user" in data:
+        # A token names the user; then a "user" in the body is ignored.
+        if not target.user_from_token and isinstance(data, dict) and "user" in data:
             if not isinstance(data["user"], str):
                 raise ProtocolError("bad_user", "'user' must be a string")
             user = validate_user(data["user"])
         draft = parse_send(data, room=target.room, user=user, max_bytes=settings.max_message_bytes)
     except ProtocolError as exc:
         raise protocol_error(exc) from None
+    wait = guard.take_send(request, None, "post")
+    if wait > 0:
+        raise guard.rate_limited(wait)
     try:
         msg = await request.app[HUB].publish(draft)
     except BrokerUnavailable as exc:

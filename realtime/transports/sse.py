@@ -16,7 +16,8 @@ from aiohttp_sse import EventSourceResponse
 from ..broker import Member
 from ..protocol import Event
 from ..room import CloseReason
-from .common import HUB, SETTINGS, ConnLog, parse_target
+from .common import HUB, SETTINGS, ConnLog, Target
+from .guard import GUARD
 
 RETRY_MS = 1000
 
@@ -66,10 +67,18 @@ async def room_events(request: web.Request) -> EventSourceResponse:
     ``since`` of the URL it reconnects to.
     """
     since = request.headers.get("Last-Event-ID") or request.query.get("since")
-    target = parse_target(request, since)
+    guard = request.app[GUARD]
+    target = guard.admit(request, since)
+    async with guard.connection(request):
+        return await _stream(request, target)
+
+
+async def _stream(request: web.Request, target: Target) -> EventSourceResponse:
     hub = request.app[HUB]
     settings = request.app[SETTINGS]
-    resp = EventSourceResponse(ping_interval=settings.heartbeat, sep="\n")
+    resp = EventSourceResponse(
+        ping_interval=settings.heartbeat, send_timeout=2 * settings.heartbeat, sep="\n"
+    )
     await resp.prepare(request)
     await resp.write(b"retry: %d\n\n" % RETRY_MS)  # also sends the headers
     conn = ConnLog("sse", target, request.remote)

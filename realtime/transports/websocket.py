@@ -12,7 +12,8 @@ from ..broker import BrokerUnavailable, Member
 from ..hub import Hub
 from ..protocol import Event, ProtocolError, dumps, parse_send_json
 from ..room import CloseReason
-from .common import CLOSING, HUB, SETTINGS, ConnLog, Target, json_error, parse_target
+from .common import CLOSING, HUB, SETTINGS, ConnLog, Target, json_error
+from .guard import GUARD
 
 CLOSE_CODES = {
     CloseReason.SLOW: WSCloseCode.TRY_AGAIN_LATER,  # 1013
@@ -79,6 +80,7 @@ class WebSocketSink:
 def _ws_response(request: web.Request) -> web.WebSocketResponse:
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(
+        protocols=("realtime",),
         heartbeat=settings.heartbeat,
         max_msg_size=settings.max_frame_bytes,
         compress=False,
@@ -90,11 +92,21 @@ def _ws_response(request: web.Request) -> web.WebSocketResponse:
 
 async def room_socket(request: web.Request) -> web.WebSocketResponse:
     """``GET /rooms/{room}/ws?user=&since=``: join a room over WebSocket."""
-    target = parse_target(request, request.query.get("since"))
-    hub = request.app[HUB]
-    settings = request.app[SETTINGS]
+    guard = request.app[GUARD]
+    guard.check_origin(request)
+    target = guard.admit(request, request.query.get("since"))
     ws = _ws_response(request)
-    await ws.prepare(request)
+    async with guard.connection(request):
+        await ws.prepare(request)
+        await _serve_room(request, ws, target)
+    return ws
+
+
+async def _serve_room(request: web.Request, ws: web.WebSocketResponse, target: Target) -> None:
+    hub = request.app[HUB]
+    guard = request.app[GUARD]
+    max_bytes = request.app[SETTINGS].max_message_bytes
+    bucket = guard.connection_bucket()
     conn = ConnLog("ws", target, request.remote)
     sink = WebSocketSink(ws, request)
     member = Member(conn.id, target.user, "ws")
@@ -103,7 +115,13 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
         async with hub.join(target.room, member, sink, target.since):
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
-                    await _handle_text(ws, hub, msg.data, target, settings.max_message_bytes)
+                    wait = guard.take_send(request, bucket, "ws")
+                    if wait > 0:
+                        await _send_error(
+                            ws, "rate_limited", f"too many messages; retry in {wait:.1f} s"
+                        )
+                        continue
+                    await _handle_text(ws, hub, msg.data, target, max_bytes)
                 elif msg.type is WSMsgType.BINARY:
                     await _send_error(ws, "unsupported_data", "send JSON text frames, not binary")
                 elif msg.type is WSMsgType.ERROR:
@@ -121,7 +139,6 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
         raise
     finally:
         conn.closed(f"{why} code={ws.close_code}")
-    return ws
 
 
 async def _handle_text(
@@ -145,6 +162,7 @@ async def echo_socket(
     request: web.Request, registry: MutableSet[web.WebSocketResponse]
 ) -> web.WebSocketResponse:
     """``GET /ws/echo``: replies ``ECHO: <text>`` to the sender only."""
+    request.app[GUARD].check_origin(request)
     ws = _ws_response(request)
     await ws.prepare(request)
     registry.add(ws)

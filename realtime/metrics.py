@@ -1,0 +1,99 @@
+"""``/metrics`` in Prometheus text format, one registry per app.
+
+Gauges and counters the hub already keeps are read at scrape time by a
+collector, so the fan-out path pays nothing for them; the fan-out time is a
+histogram fed once per flush pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .hub import Hub
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        conns = GaugeMetricFamily(
+            "realtime_connections",
+            "Open subscriber connections in this process",
+            labels=["transport"],
+        )
+        by_transport = Tally(sub.member.transport for sub in hub.subscribers())
+        for transport in ("ws", "sse"):
+            conns.add_metric([transport], by_transport.get(transport, 0))
+        yield conns
+        yield GaugeMetricFamily(
+            "realtime_rooms", "Rooms with subscribers in this process", value=hub.room_count()
+        )
+        yield CounterMetricFamily(
+            "realtime_messages_received", "Messages accepted and stored", value=hub.published
+        )
+        yield CounterMetricFamily(
+            "realtime_deliveries", "Events written to subscribers", value=hub.delivered
+        )
+        yield CounterMetricFamily(
+            "realtime_slow_consumers_dropped",
+            "Subscribers dropped for falling behind",
+            value=hub.dropped_slow,
+        )
+        up = GaugeMetricFamily(
+            "realtime_broker_up", "1 when the broker is reachable", labels=["broker"]
+        )
+        up.add_metric([hub.broker.name], 1.0 if hub.broker.healthy else 0.0)
+        yield up
+
+
+class Metrics:
+    def __init__(self, hub: Hub) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(HubCollector(hub))
+        self.fanout = Histogram(
+            "realtime_fanout_seconds",
+            "From an event's arrival in the hub to its last socket write, per flush pass",
+            buckets=(
+                0.0001,
+                0.00025,
+                0.0005,
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                1.0,
+            ),
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "realtime_rate_limited",
+            "Sends refused by the rate limit",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "realtime_requests_refused",
+            "Requests refused before reaching a room",
+            ["reason"],
+            registry=self.registry,
+        )
+        hub.on_fanout = self._observe
+
+    def _observe(self, seconds: float, deliveries: int) -> None:
+        self.fanout.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
