@@ -9,18 +9,11 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from . import logs, tokens
 from .app import create_app
 from .settings import Settings, load
 
 log = logging.getLogger("realtime")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def install_uvloop() -> bool:
@@ -54,8 +47,12 @@ def serve(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = load(argv)
-    setup_logging(settings.log_level)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["token"]:
+        secret = load([]).secret  # REALTIME_SECRET, unless --secret is given
+        raise SystemExit(tokens.cli(args[1:], secret))
+    settings = load(args)
+    logs.setup(settings.log_level, settings.log_format)
     serve(settings)
 
 

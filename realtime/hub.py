@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .broker import Broker, BrokerUnavailable, Member
+from .logs import event
 from .protocol import Draft, Event, Message
 from .room import CloseReason, Room, Sink, Subscriber, SubState
 
@@ -137,6 +138,16 @@ class Hub:
         """A subscriber was dropped: leave now, not when its socket is gone."""
         if sub.close_reason is CloseReason.SLOW:
             self.dropped_slow += 1
+            event(
+                log,
+                "dropped",
+                logging.WARNING,
+                conn=sub.member.conn_id,
+                transport=sub.member.transport,
+                room=sub.room.name,
+                user=sub.member.user,
+                reason=f"slow consumer: over {self.max_buffer} unsent bytes",
+            )
         task = asyncio.get_running_loop().create_task(self._leave(sub))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -131,5 +131,7 @@ def check(s: Settings) -> None:
         problems.append("--heartbeat must be positive")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("--log-level must be DEBUG, INFO, WARNING or ERROR")
+    if s.log_format not in ("text", "json"):
+        problems.append("--log-format must be text or json")
     if problems:
         raise SystemExit("realtime: " + "; ".join(problems))

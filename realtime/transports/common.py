@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ..hub import Hub
+from ..logs import event
 from ..protocol import ProtocolError, dumps, validate_room, validate_since, validate_user
 from ..settings import Settings
 
@@ -74,23 +75,26 @@ class ConnLog:
         self.transport = transport
         self.target = target
         self.started = time.monotonic()
-        log.info(
-            "connect conn=%s transport=%s room=%s user=%s peer=%s since=%s",
-            self.id,
-            transport,
-            target.room,
-            target.user,
-            peer,
-            target.since or "-",
+        event(
+            log,
+            "connect",
+            conn=self.id,
+            transport=transport,
+            room=target.room,
+            user=target.user,
+            peer=peer,
+            since=target.since or "-",
         )
 
-    def closed(self, why: str) -> None:
-        log.info(
-            "disconnect conn=%s transport=%s room=%s user=%s duration=%.1fs reason=%s",
-            self.id,
-            self.transport,
-            self.target.room,
-            self.target.user,
-            time.monotonic() - self.started,
-            why,
+    def closed(self, why: str, code: int | None = None) -> None:
+        event(
+            log,
+            "disconnect",
+            conn=self.id,
+            transport=self.transport,
+            room=self.target.room,
+            user=self.target.user,
+            duration=f"{time.monotonic() - self.started:.1f}s",
+            reason=why,
+            code=code if code is not None else "-",
         )

@@ -138,7 +138,7 @@ async def _serve_room(request: web.Request, ws: web.WebSocketResponse, target: T
         why = type(exc).__name__
         raise
     finally:
-        conn.closed(f"{why} code={ws.close_code}")
+        conn.closed(why, ws.close_code)
 
 
 async def _handle_text(
