@@ -1,0 +1,258 @@
+"""The pages in web/, driven in real headless Chromium against a real server.
+
+Each test opens pages in fresh browser contexts (their own localStorage), and
+fails if a page throws, logs a console error or opens a dialog. On failure
+every open page is saved to test-artifacts/<test>-<n>.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser, BrowserContext, Dialog, Page, async_playwright, expect
+
+from .conftest import MakeClient
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 5_000
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"needs Chromium at {CHROMIUM} (make system-deps)"
+)
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=15_000
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient[Any, Any]:
+    return await make_client()
+
+
+class Pages:
+    """Opens pages on the test server and records what went wrong in them."""
+
+    def __init__(self, browser: Browser, base_url: str) -> None:
+        self.browser = browser
+        self.base_url = base_url.rstrip("/")
+        self.contexts: list[BrowserContext] = []
+        self.pages: list[Page] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+
+    async def open(self, path: str, *, width: int = 1280, height: int = 800) -> Page:
+        context = await self.browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(TIMEOUT_MS)
+        self.contexts.append(context)
+        page = await context.new_page()
+        self.pages.append(page)
+        page.on("pageerror", lambda exc: self.errors.append(f"{path}: uncaught {exc}"))
+        page.on(
+            "console",
+            lambda msg: msg.type == "error" and self.errors.append(f"{path}: console {msg.text}"),
+        )
+
+        async def on_dialog(dialog: Dialog) -> None:
+            self.dialogs.append(f"{path}: {dialog.type} {dialog.message!r}")
+            await dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        await page.goto(self.base_url + path)
+        return page
+
+    async def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        for n, page in enumerate(self.pages):
+            if not page.is_closed():
+                await page.screenshot(path=ARTIFACTS / f"{safe}-{n}.png", full_page=True)
+
+    async def close(self) -> None:
+        for context in self.contexts:
+            await context.close()
+
+
+@pytest.fixture
+async def pages(
+    browser: Browser, client: TestClient[Any, Any], request: pytest.FixtureRequest
+) -> AsyncIterator[Pages]:
+    opened = Pages(browser, str(client.make_url("/")))
+    failed_before = request.session.testsfailed
+    yield opened
+    # The call phase is reported before teardown, so a failure is counted by now.
+    if request.session.testsfailed > failed_before or opened.errors or opened.dialogs:
+        await opened.screenshot(request.node.name)
+    await opened.close()
+    assert not opened.errors, "errors in the page:\n" + "\n".join(opened.errors)
+    assert not opened.dialogs, "dialogs opened:\n" + "\n".join(opened.dialogs)
+
+
+async def set_name(page: Page, name: str) -> None:
+    await page.fill("#name", name)
+    await page.press("#name", "Tab")  # commits the field: the page reconnects as `name`
+
+
+async def connected(page: Page, transport: str) -> None:
+    await expect(page.locator("#status")).to_have_text(f"connected · {transport}")
+
+
+async def post(client: TestClient[Any, Any], room: str, text: str, user: str) -> dict[str, Any]:
+    resp = await client.post(f"/rooms/{room}/messages", json={"text": text, "user": user})
+    assert resp.status == 201, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+# -- the chat page ----------------------------------------------------------
+
+
+async def test_two_pages_chat_across_transports(pages: Pages) -> None:
+    ana = await pages.open("/?room=across")
+    await set_name(ana, "ana")
+    await connected(ana, "WebSocket")
+
+    bo = await pages.open("/?room=across")
+    await bo.click("label:has-text('SSE')")
+    await set_name(bo, "bo")
+    await connected(bo, "SSE")
+    await expect(ana.locator("#members .member")).to_have_count(2)
+
+    await ana.fill("#text", "hello over a WebSocket")
+    await ana.press("#text", "Enter")
+    await bo.fill("#text", "hi back over SSE")
+    await bo.click("#composer button")
+
+    for page in (ana, bo):
+        from_ana = page.locator(".message", has_text="hello over a WebSocket")
+        from_bo = page.locator(".message", has_text="hi back over SSE")
+        await expect(from_ana).to_have_count(1)
+        await expect(from_bo).to_have_count(1)
+        await expect(from_ana.locator(".user")).to_have_text("ana")
+        await expect(from_bo.locator(".user")).to_have_text("bo")
+        await expect(page.locator(".message.pending")).to_have_count(0)
+
+    # A reload keeps the transport and the name and shows the recent history.
+    await bo.reload()
+    await connected(bo, "SSE")
+    await expect(bo.locator("input[value=sse]")).to_be_checked()
+    await expect(bo.locator("#name")).to_have_value("bo")
+    await expect(bo.locator(".message .text")).to_have_text(
+        ["hello over a WebSocket", "hi back over SSE"]
+    )
+
+
+async def test_message_text_is_shown_literally_and_never_run(
+    pages: Pages, client: TestClient[Any, Any]
+) -> None:
+    payload = '<img src=x onerror="window.__xss=1;alert(1)"><script>window.__xss=2</script><b>b</b>'
+    user = "<b onmouseover=alert(2)>m</b>"
+    page = await pages.open("/?room=xss")
+    await connected(page, "WebSocket")
+    await post(client, "xss", payload, user)
+    await page.fill("#text", payload)  # and once more through the page's own input
+    await page.press("#text", "Enter")
+
+    texts = page.locator(".message .text")
+    await expect(texts).to_have_text([payload, payload])
+    await expect(page.locator(".message .user").first).to_have_text(user)
+    lab = await pages.open("/compare?room=xss")
+    await expect(lab.locator("[data-transport=sse] .log li", has_text=payload)).to_have_count(2)
+
+    await asyncio.sleep(0.3)  # time for a broken image to fire onerror, were there one
+    for p in (page, lab):
+        assert await p.locator("main img, main script, main b").count() == 0
+        assert await p.evaluate("typeof window.__xss") == "undefined"
+    assert pages.dialogs == []
+
+
+async def test_chat_at_phone_width_fits_and_sends(pages: Pages) -> None:
+    page = await pages.open("/?room=phone", width=390, height=844)
+    await connected(page, "WebSocket")
+    await page.fill("#text", "from a phone")
+    await page.click("#composer button")
+    await expect(page.locator(".message .text")).to_have_text(["from a phone"])
+    await expect(page.locator("#composer button")).to_be_in_viewport()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+# -- the compare page -------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+async def test_dropped_connection_resumes_without_loss(
+    pages: Pages, client: TestClient[Any, Any], transport: str
+) -> None:
+    room = f"resume-{transport}"
+    page = await pages.open(f"/compare?room={room}")
+    pane = page.locator(f"[data-transport={transport}]")
+    await expect(page.locator(".pane .status")).to_have_text(["connected", "connected"])
+    await post(client, room, "before the drop", "outsider")
+    await expect(pane.locator(".log li", has_text="before the drop")).to_have_count(1)
+
+    await page.select_option("#offline-for", "2000")
+    await pane.locator(".drop").click()
+    await expect(pane.locator(".status")).to_have_text("offline")
+    texts = [f"while away {i}" for i in range(5)]
+    for text in texts:
+        await post(client, room, text, "outsider")
+    assert await pane.locator(".status").text_content() == "offline", "posted too late"
+
+    await expect(pane.locator(".status")).to_have_text("connected")
+    await expect(pane.locator(".reconnects")).to_have_text("1")
+    for text in texts:
+        await expect(pane.locator(".log li", has_text=text)).to_have_count(1)
+    await asyncio.sleep(0.3)  # a duplicate would arrive right behind
+    for text in [*texts, "before the drop"]:
+        for p in await page.locator(".pane").all():
+            assert await p.locator(".log li", has_text=text).count() == 1, text
+    await expect(pane.locator(".loss")).to_have_text("no loss ✓")
+
+
+async def test_burst_fills_the_figures_of_both_panes(pages: Pages) -> None:
+    page = await pages.open("/compare?room=burst")
+    await expect(page.locator(".pane .status")).to_have_text(["connected", "connected"])
+    await page.fill("#burst-count", "10")
+    await page.fill("#burst-rate", "50")
+    await page.click("#burst-run")
+    await expect(page.locator("#burst-state")).to_have_text(re.compile("^Sent 10"))
+
+    for transport in ("ws", "sse"):
+        pane = page.locator(f"[data-transport={transport}]")
+        latency = re.compile(r"^\d+(\.\d)? / \d+(\.\d)? ms n=10$")
+        await expect(pane.locator(".rtt")).to_have_text(latency)
+        await expect(pane.locator(".delivery")).to_have_text(latency)
+        await expect(pane.locator(".received")).to_have_text("20")
+        await expect(pane.locator(".loss")).to_have_text("no loss ✓")
+        await expect(pane.locator(".hist-caption")).to_contain_text("10 samples")
+        bars = pane.locator(f".histogram rect.bar-{transport}")
+        assert await bars.count() >= 1
+        bytes_text = await pane.locator(".bytes").text_content() or ""
+        match = re.fullmatch(r"(\d+) B framing (\d+) B", bytes_text)
+        assert match, bytes_text
+        total, framing = int(match[1]), int(match[2])
+        # WebSocket: a 2 or 4 byte frame header; SSE: id/event/data lines.
+        assert framing in (2, 4) if transport == "ws" else 25 <= framing <= 40
+        assert total > framing

@@ -1,0 +1,181 @@
+// The chat page: one room, one connection, either transport.
+import { TRANSPORT_NAMES, createConnection, newClientId, randomName } from "./client.js";
+
+const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const MAX_SHOWN = 500;
+const STATUS_TEXT = {
+  connecting: "connecting…",
+  open: "connected",
+  reconnecting: "reconnecting…",
+  offline: "offline",
+  closed: "closed",
+};
+
+const $ = (id) => document.getElementById(id);
+const list = $("messages");
+const statusEl = $("status");
+const nameInput = $("name");
+const textInput = $("text");
+
+const params = new URLSearchParams(location.search);
+const requested = params.get("room") || "lobby";
+const room = ROOM_RE.test(requested) ? requested : "lobby";
+
+let user = localStorage.getItem("realtime.name") || randomName();
+let transport = localStorage.getItem("realtime.transport") === "sse" ? "sse" : "ws";
+let conn = null;
+const shownIds = new Set();
+const pending = new Map(); // client_id -> <li> shown before the server's copy
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // user data only ever goes here
+  return node;
+}
+
+function formatTime(ts) {
+  const date = new Date(ts * 1000);
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function nearBottom() {
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+}
+
+function append(node) {
+  const stick = nearBottom();
+  list.append(node);
+  while (list.children.length > MAX_SHOWN) list.firstElementChild.remove();
+  if (stick) list.scrollTop = list.scrollHeight;
+}
+
+function messageItem(msg, { mine = false } = {}) {
+  const li = el("li", mine ? "message mine" : "message");
+  const head = el("div", "meta");
+  head.append(el("span", "user", msg.user));
+  const time = el("time", "time", msg.ts ? formatTime(msg.ts) : "sending…");
+  if (msg.ts) {
+    time.dateTime = new Date(msg.ts * 1000).toISOString();
+    time.title = new Date(msg.ts * 1000).toLocaleString();
+  }
+  head.append(time);
+  li.append(head, el("p", "text", msg.text));
+  if (msg.id) li.dataset.id = msg.id;
+  return li;
+}
+
+function notice(text, kind = "info") {
+  append(el("li", `notice ${kind}`, text));
+}
+
+function showMessage(msg) {
+  if (shownIds.has(msg.id)) return;
+  shownIds.add(msg.id);
+  const mine = msg.user === user;
+  const item = messageItem(msg, { mine });
+  const waiting = msg.client_id && pending.get(msg.client_id);
+  if (waiting) {
+    pending.delete(msg.client_id);
+    waiting.replaceWith(item);
+  } else {
+    append(item);
+  }
+}
+
+function showMembers(members) {
+  const ul = $("members");
+  ul.replaceChildren();
+  const sorted = [...members].sort((a, b) => a.user.localeCompare(b.user));
+  for (const m of sorted) {
+    const li = el("li", m.user === user ? "member me" : "member");
+    li.append(el("span", "user", m.user), el("span", `badge ${m.transport}`, m.transport));
+    ul.append(li);
+  }
+  $("member-count").textContent = String(members.length);
+}
+
+function onEvent(event) {
+  switch (event.type) {
+    case "message":
+      showMessage(event);
+      break;
+    case "presence":
+      showMembers(event.members || []);
+      break;
+    case "gap":
+      notice(`Some messages were missed: ${event.detail || "history no longer holds them"}`, "warn");
+      break;
+    case "error":
+      notice(`Server: ${event.detail || event.code}`, "error");
+      break;
+  }
+}
+
+function onStatus(status) {
+  statusEl.dataset.status = status;
+  const via = status === "open" ? ` · ${TRANSPORT_NAMES[transport]}` : "";
+  statusEl.textContent = STATUS_TEXT[status] + via;
+}
+
+function connect() {
+  const since = conn ? conn.lastId : null;
+  if (conn) conn.close();
+  conn = createConnection(transport);
+  conn.onEvent = onEvent;
+  conn.onStatus = onStatus;
+  conn.connect(room, user, { since });
+}
+
+function send(text) {
+  const clientId = newClientId("chat");
+  const item = messageItem({ user, text }, { mine: true });
+  item.classList.add("pending");
+  pending.set(clientId, item);
+  append(item);
+  conn.send(text, clientId).catch((err) => {
+    pending.delete(clientId);
+    item.classList.replace("pending", "failed");
+    item.querySelector(".time").textContent = `not sent: ${err.message}`;
+  });
+}
+
+// -- wiring ------------------------------------------------------------------
+document.title = `#${room} · realtime`;
+$("room-name").textContent = `#${room}`;
+$("compare-link").href = `/compare?room=${encodeURIComponent(room)}`;
+if (room !== requested) notice(`"${requested}" is not a valid room name; showing #lobby.`, "warn");
+
+nameInput.value = user;
+nameInput.addEventListener("change", () => {
+  const name = nameInput.value.trim();
+  if (!name || name === user) {
+    nameInput.value = user;
+    return;
+  }
+  user = name;
+  localStorage.setItem("realtime.name", user);
+  connect();
+});
+localStorage.setItem("realtime.name", user);
+
+for (const radio of document.querySelectorAll('input[name="transport"]')) {
+  radio.checked = radio.value === transport;
+  radio.addEventListener("change", () => {
+    if (!radio.checked) return;
+    transport = radio.value;
+    localStorage.setItem("realtime.transport", transport);
+    connect();
+  });
+}
+
+$("composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = textInput.value;
+  if (!text.trim()) return;
+  textInput.value = "";
+  send(text);
+  textInput.focus();
+});
+
+connect();
