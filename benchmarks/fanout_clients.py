@@ -1,0 +1,448 @@
+"""The processes of the fan-out benchmark: subscriber workers and the publisher.
+
+Each runs its own asyncio loop (uvloop when installed) and talks to the
+controlling process over a ``multiprocessing`` pipe:
+
+worker:    -> ("ready", report)   <- ("status",) -> ("status", n_open)
+           <- ("finish", n_expected, deadline_ns)   -> ("result", result)
+publisher: -> ("ready", None)     <- ("go",)  -> ("sent", window)          -> ("result", result)
+
+Message text carries the publisher's stamp: ``~<monotonic_ns>~<seq>~xxxx…``.
+Subscribers find it with ``str.find`` instead of decoding the JSON of every
+event, because a Python client's per-frame cost is what limits the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import time
+from array import array
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, AnyStr
+
+import aiohttp
+
+MARK = '"text":"~'
+MARK_B = MARK.encode()
+CONNECT_CONCURRENCY = 64  # handshakes in flight per worker: stays under the listen backlog
+MAX_POSTS_IN_FLIGHT = 256
+
+
+# -- process setup -----------------------------------------------------------
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run_child(main: Coroutine[Any, Any, None]) -> None:
+    """Run a child's coroutine: Ctrl-C is the controller's job, uvloop if present."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise_fd_limit()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def receive(conn: Connection) -> tuple[Any, ...]:
+    """The controller's next command; EOF (controller gone) ends the process."""
+    try:
+        msg: tuple[Any, ...] = await asyncio.to_thread(conn.recv)
+    except (EOFError, OSError):
+        raise SystemExit(1) from None
+    return msg
+
+
+def stamp_text(seq: int, payload_bytes: int) -> str:
+    head = f"~{time.monotonic_ns()}~{seq}~"
+    return head + "x" * max(0, payload_bytes - len(head))
+
+
+def parse_stamp(data: AnyStr, start: int, tilde: AnyStr) -> tuple[int, int, int]:
+    """``(send_ns, seq, end)`` of the stamp that begins at ``data[start]``."""
+    j = data.find(tilde, start)
+    k = data.find(tilde, j + 1)
+    return int(data[start:j]), int(data[j + 1 : k]), k
+
+
+# -- subscribers -------------------------------------------------------------
+@dataclass
+class WorkerJob:
+    index: int
+    base_url: str
+    room: str
+    transport: str  # "ws" | "sse"
+    users: list[str]
+    total: int  # messages the publisher will send: seq 0 .. total-1
+    connect_timeout: float
+    lifetime: float  # hard bound on the whole process, seconds
+
+
+@dataclass
+class Subscription:
+    user: str
+    seen: bytearray
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    received: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    last_ns: int = 0
+    closed: str | None = None  # why the stream ended before we closed it
+
+    def scan(self, data: AnyStr, mark: AnyStr, tilde: AnyStr, now: int, lat: array[int]) -> None:
+        """Record every stamped message in ``data`` (one frame or SSE block)."""
+        i = data.find(mark)
+        seen = self.seen
+        while i >= 0:
+            send_ns, seq, end = parse_stamp(data, i + len(mark), tilde)
+            if not 0 <= seq < len(seen):
+                self.unknown += 1
+            elif seen[seq]:
+                self.duplicates += 1
+            else:
+                seen[seq] = 1
+                self.received += 1
+                lat.append(now - send_ns)
+                self.last_ns = now
+            i = data.find(mark, end)
+
+    def check_join(self, payload: str | bytes) -> None:
+        """Ready once our own presence ``join`` arrives: we are live in the room."""
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return
+        if (
+            isinstance(event, dict)
+            and event.get("type") == "presence"
+            and event.get("event") == "join"
+            and event.get("user") == self.user
+        ):
+            self.ready.set()
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "ready": self.ready.is_set(),
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "unknown": self.unknown,
+            "closed": self.closed,
+        }
+
+
+async def _ws_stream(
+    session: aiohttp.ClientSession, url: str, sub: Subscription, sem: asyncio.Semaphore, lat: Any
+) -> None:
+    async with sem:
+        ws = await session.ws_connect(url, max_msg_size=0, autoping=True)
+    try:
+        async for msg in ws:
+            now = time.monotonic_ns()
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                data: str = msg.data
+                if MARK in data:
+                    sub.scan(data, MARK, "~", now, lat)
+                elif not sub.ready.is_set():
+                    sub.check_join(data)
+        sub.closed = f"websocket closed by server, code {ws.close_code}"
+    finally:
+        await ws.close()
+
+
+def _sse_blocks_before_ready(sub: Subscription, block: bytes) -> None:
+    for event in block.split(b"\n\n"):
+        if b"event: presence" not in event:
+            continue
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
+                sub.check_join(line[5:])
+
+
+async def _sse_stream(
+    session: aiohttp.ClientSession, url: str, sub: Subscription, sem: asyncio.Semaphore, lat: Any
+) -> None:
+    async with sem:
+        resp = await session.get(url, headers={"Accept": "text/event-stream"})
+    try:
+        if resp.status != 200:
+            sub.closed = f"HTTP {resp.status}"
+            return
+        buf = b""
+        async for chunk in resp.content.iter_any():
+            now = time.monotonic_ns()
+            buf += chunk
+            end = buf.rfind(b"\n\n")
+            if end < 0:
+                continue
+            block, buf = buf[:end], buf[end + 2 :]
+            if not sub.ready.is_set():
+                _sse_blocks_before_ready(sub, block)
+            sub.scan(block, MARK_B, b"~", now, lat)
+        sub.closed = "event stream ended by server"
+    finally:
+        resp.close()
+
+
+async def _subscribe(
+    session: aiohttp.ClientSession,
+    job: WorkerJob,
+    sub: Subscription,
+    sem: asyncio.Semaphore,
+    lat: Any,
+) -> None:
+    path = "ws" if job.transport == "ws" else "events"
+    url = f"{job.base_url}/rooms/{job.room}/{path}?user={sub.user}"
+    stream = _ws_stream if job.transport == "ws" else _sse_stream
+    try:
+        await stream(session, url, sub, sem, lat)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        sub.closed = f"{type(exc).__name__}: {exc}"[:200]
+
+
+async def _wait_ready(
+    subs: list[Subscription], tasks: list[asyncio.Task[None]], timeout: float
+) -> None:
+    """Until every subscriber is live or gone, or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    for sub, task in zip(subs, tasks, strict=True):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        ready = asyncio.ensure_future(sub.ready.wait())
+        await asyncio.wait([ready, task], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+
+
+async def _wait_drained(subs: list[Subscription], expected: int, deadline_ns: int) -> None:
+    """Until every open subscriber holds ``expected`` messages, or the deadline."""
+    while time.monotonic_ns() < deadline_ns:
+        if all(s.received >= expected or s.closed is not None for s in subs):
+            return
+        await asyncio.sleep(0.02)
+
+
+def _ready_report(subs: list[Subscription]) -> dict[str, Any]:
+    errors = Counter(s.closed for s in subs if not s.ready.is_set() and s.closed is not None)
+    return {
+        "ready": sum(s.ready.is_set() for s in subs),
+        "failed": len(subs) - sum(s.ready.is_set() for s in subs),
+        "errors": dict(errors.most_common(5)),
+    }
+
+
+def _result(subs: list[Subscription], lat: array[int]) -> dict[str, Any]:
+    return {
+        "latencies_ns": lat.tobytes(),
+        "subs": [s.report() for s in subs],
+        "seen": [bytes(s.seen) for s in subs],
+        "last_ns": max((s.last_ns for s in subs), default=0),
+        "pid": os.getpid(),
+    }
+
+
+async def _serve_commands(conn: Connection, subs: list[Subscription], lat: array[int]) -> None:
+    """``status`` -> how many are still connected; ``finish`` -> drain, then the result."""
+    while True:
+        command = await receive(conn)
+        if command[0] == "status":
+            conn.send(("status", sum(s.ready.is_set() and s.closed is None for s in subs)))
+        elif command[0] == "finish":
+            await _wait_drained(subs, command[1], command[2])
+            conn.send(("result", _result(subs, lat)))
+            return
+        else:
+            return
+
+
+async def _worker(conn: Connection, job: WorkerJob) -> None:
+    lat: array[int] = array("q")
+    subs = [Subscription(u, bytearray(job.total)) for u in job.users]
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, connect=job.connect_timeout, sock_read=None)
+    async with asyncio.timeout(job.lifetime):
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+            tasks = [asyncio.create_task(_subscribe(session, job, s, sem, lat)) for s in subs]
+            try:
+                await _wait_ready(subs, tasks, job.connect_timeout)
+                conn.send(("ready", _ready_report(subs)))
+                await _serve_commands(conn, subs, lat)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks, timeout=5)
+
+
+def worker_main(conn: Connection, job: WorkerJob) -> None:
+    """Entry point of a subscriber worker process."""
+    run_child(_worker(conn, job))
+
+
+# -- publisher ---------------------------------------------------------------
+@dataclass
+class PublishJob:
+    base_url: str
+    room: str
+    via: str  # "ws" | "post"
+    rate: float
+    total: int
+    payload_bytes: int
+    confirm_timeout: float
+    lifetime: float
+
+
+@dataclass
+class PublishState:
+    accepted: bytearray
+    errors: Counter[str] = field(default_factory=Counter)
+    answered: int = 0  # accepted or refused
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def accept(self, seq: int) -> None:
+        if 0 <= seq < len(self.accepted) and not self.accepted[seq]:
+            self.accepted[seq] = 1
+            self._answer()
+
+    def refuse(self, why: str) -> None:
+        self.errors[why] += 1
+        self._answer()
+
+    def _answer(self) -> None:
+        self.answered += 1
+        if self.answered >= len(self.accepted):
+            self.settled.set()
+
+
+async def _read_echoes(ws: aiohttp.ClientWebSocketResponse, state: PublishState) -> None:
+    """A message is accepted when the server fans it back out to the sender."""
+    async for msg in ws:
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            continue
+        data: str = msg.data
+        i = data.find(MARK)
+        if i >= 0:
+            state.accept(parse_stamp(data, i + len(MARK), "~")[1])
+        elif data.startswith('{"type":"error"'):
+            state.refuse(f"ws error {json.loads(data).get('code')}")
+    state.errors[f"publisher websocket closed, code {ws.close_code}"] += 1
+    state.settled.set()
+
+
+async def _post_one(
+    session: aiohttp.ClientSession, url: str, seq: int, job: PublishJob, state: PublishState
+) -> None:
+    body = {"text": stamp_text(seq, job.payload_bytes), "user": "pub", "client_id": str(seq)}
+    try:
+        async with session.post(url, json=body) as resp:
+            await resp.read()
+            if resp.status == 201:
+                state.accept(seq)
+            else:
+                state.refuse(f"HTTP {resp.status}")
+    except aiohttp.ClientError as exc:
+        state.refuse(type(exc).__name__)
+
+
+async def _paced(job: PublishJob, send: Any) -> tuple[int, int]:
+    """Call ``send(seq)`` at ``job.rate`` per second; return the window in ns."""
+    start = time.monotonic_ns()
+    for seq in range(job.total):
+        delay = (start + seq * 1e9 / job.rate - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await send(seq)
+    return start, time.monotonic_ns()
+
+
+async def _publish_ws(
+    conn: Connection, session: aiohttp.ClientSession, job: PublishJob, state: PublishState
+) -> tuple[int, int]:
+    url = f"{job.base_url}/rooms/{job.room}/ws?user=pub"
+    async with session.ws_connect(url, max_msg_size=0) as ws:
+        reader = asyncio.create_task(_read_echoes(ws, state))
+        conn.send(("ready", None))
+        await receive(conn)
+
+        async def send(seq: int) -> None:
+            text = stamp_text(seq, job.payload_bytes)
+            await ws.send_str(json.dumps({"type": "send", "text": text, "client_id": str(seq)}))
+
+        window = await _paced(job, send)
+        conn.send(("sent", window))
+        await _await_settled(job, state)
+        reader.cancel()
+        return window
+
+
+async def _publish_post(
+    conn: Connection, session: aiohttp.ClientSession, job: PublishJob, state: PublishState
+) -> tuple[int, int]:
+    url = f"{job.base_url}/rooms/{job.room}/messages"
+    in_flight = asyncio.Semaphore(MAX_POSTS_IN_FLIGHT)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(seq: int) -> None:
+        async with in_flight:
+            await _post_one(session, url, seq, job, state)
+
+    async def send(seq: int) -> None:
+        await in_flight.acquire()  # wait for room before stamping, then hand it over
+        in_flight.release()
+        task = asyncio.create_task(one(seq))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    conn.send(("ready", None))
+    await receive(conn)
+    window = await _paced(job, send)
+    conn.send(("sent", window))
+    if tasks:
+        await asyncio.wait(tasks, timeout=job.confirm_timeout)
+    return window
+
+
+async def _await_settled(job: PublishJob, state: PublishState) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(state.settled.wait(), job.confirm_timeout)
+
+
+async def _publisher(conn: Connection, job: PublishJob) -> None:
+    state = PublishState(bytearray(job.total))
+    connector = aiohttp.TCPConnector(limit=MAX_POSTS_IN_FLIGHT)
+    async with asyncio.timeout(job.lifetime), aiohttp.ClientSession(connector=connector) as session:
+        publish = _publish_ws if job.via == "ws" else _publish_post
+        start, end = await publish(conn, session, job, state)
+    conn.send(
+        (
+            "result",
+            {
+                "accepted": bytes(state.accepted),
+                "errors": dict(state.errors),
+                "window_ns": (start, end),
+                "pid": os.getpid(),
+            },
+        )
+    )
+
+
+def publisher_main(conn: Connection, job: PublishJob) -> None:
+    """Entry point of the publisher process."""
+    run_child(_publisher(conn, job))
