@@ -78,7 +78,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
-    broker = create_broker(settings.broker, history_size=settings.history_size)
+    broker = create_broker(
+        settings.broker, history_size=settings.history_size, store_url=settings.store
+    )
     app[HUB] = Hub(
         broker,
         replay=settings.replay,

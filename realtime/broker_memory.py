@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .broker import Broker, Member
+from .broker import Broker, BrokerUnavailable, Deliver, Member
 from .protocol import Draft, Event, Message
-from .store import History, Store
+from .store import History, Store, StoreUnavailable
 
 
 class MemoryBroker(Broker):
@@ -17,16 +17,26 @@ class MemoryBroker(Broker):
         self.store = store
         self._members: dict[str, dict[str, Member]] = {}
 
+    async def start(self, deliver: Deliver) -> None:
+        await super().start(deliver)
+        await self.store.open()
+
     async def close(self) -> None:
         await self.store.close()
 
     async def publish(self, draft: Draft) -> Message:
-        msg = await self.store.append(draft)
+        try:
+            msg = await self.store.append(draft)
+        except StoreUnavailable as exc:
+            raise BrokerUnavailable(str(exc)) from exc
         self.deliver(draft.room, Event.message(msg))
         return msg
 
     async def history(self, room: str, since: str | None, limit: int) -> History:
-        return await self.store.read(room, since, limit)
+        try:
+            return await self.store.read(room, since, limit)
+        except StoreUnavailable as exc:
+            raise BrokerUnavailable(str(exc)) from exc
 
     async def join(self, room: str, member: Member) -> list[Member]:
         self._members.setdefault(room, {})[member.conn_id] = member

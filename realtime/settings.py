@@ -23,7 +23,7 @@ class Settings:
     max_buffer_bytes: int = 1 << 20
     heartbeat: float = 15.0
     broker: str = "memory"
-    store: str = "memory"
+    store: str = "sqlite:data/realtime.db"
     workers: int = 1
     allow_origin: str = ""
     rate_limit: str = "20/s"
@@ -49,7 +49,8 @@ _HELP: dict[str, str] = {
     "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
     "heartbeat": "seconds between WebSocket pings and SSE comment pings",
     "broker": "where messages meet: 'memory' (one process) or redis://host:port/db",
-    "store": "history of the memory broker: 'memory' or sqlite:PATH",
+    "store": "history of the memory broker: sqlite:PATH (kept across restarts; "
+    "relative paths are under the working directory) or 'memory' (throwaway)",
     "workers": "server processes sharing the port (needs a redis:// broker above 1)",
     "allow_origin": "extra origins allowed to open WebSockets and POST, comma-separated",
     "rate_limit": "messages a connection or client address may send, as N/s or N/min",

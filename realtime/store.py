@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from .protocol import Draft, Message, parse_id
 
 
+class StoreUnavailable(Exception):
+    """History cannot be written or read right now; nothing was acknowledged."""
+
+
 @dataclass(slots=True)
 class History:
     """Messages read back for a join or a resume, oldest first.
@@ -35,6 +39,9 @@ class Store(ABC):
 
     @abstractmethod
     def rooms(self) -> list[str]: ...
+
+    async def open(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None

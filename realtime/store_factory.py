@@ -9,4 +9,11 @@ def create_store(url: str, *, history_size: int) -> Store:
     scheme = url.split(":", 1)[0].lower()
     if scheme == "memory":
         return MemoryStore(history_size)
-    raise ValueError(f"unknown store {url!r} (use memory)")
+    if scheme == "sqlite":
+        from .store_sqlite import SqliteStore
+
+        path = url.split(":", 1)[1] if ":" in url else ""
+        if not path:
+            raise ValueError("sqlite store needs a path: sqlite:PATH")
+        return SqliteStore(path, history_size)
+    raise ValueError(f"unknown store {url!r} (use memory or sqlite:PATH)")

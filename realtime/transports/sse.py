@@ -13,7 +13,7 @@ import asyncio
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from ..broker import Member
+from ..broker import BrokerUnavailable, Member
 from ..protocol import Event
 from ..room import CloseReason
 from .common import HUB, SETTINGS, ConnLog, Target
@@ -90,6 +90,8 @@ async def _stream(request: web.Request, target: Target) -> EventSourceResponse:
             await resp.wait()
         if sink.close_reason is not None:
             why = sink.close_reason.name.lower()
+    except BrokerUnavailable as exc:
+        why = f"history unavailable: {exc}"
     except asyncio.CancelledError:
         why = "client gone"
         raise

@@ -131,6 +131,10 @@ async def _serve_room(request: web.Request, ws: web.WebSocketResponse, target: T
             why = sink.close_reason.name.lower()
         elif ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
             why = "message too big"
+    except BrokerUnavailable as exc:
+        why = f"history unavailable: {exc}"
+        await _send_error(ws, "unavailable", f"history unavailable, reconnect later: {exc}")
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"history unavailable")
     except asyncio.CancelledError:
         why = "client gone"
         raise

@@ -1,0 +1,122 @@
+"""History stores: the in-memory deque and durable SQLite, behind one interface."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from realtime.protocol import Draft
+from realtime.store import MemoryStore, Store
+from realtime.store_sqlite import SqliteStore
+
+from .helpers import SseReader, ws_messages
+from .test_main import free_port, wait_healthy
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: Any, tmp_path: Path) -> Any:
+    s: Store = MemoryStore(5) if request.param == "memory" else SqliteStore(tmp_path / "h.db", 5)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_ids_order_eviction_and_gap(store: Store) -> None:
+    msgs = await asyncio.gather(*(store.append(Draft("r", "u", f"m{i}", None)) for i in range(8)))
+    assert [m.id for m in msgs] == [str(i) for i in range(1, 9)]
+    await store.append(Draft("other", "u", "x", "c"))
+    latest = await store.read("r", None, 3)
+    assert [m.text for m in latest.messages] == ["m5", "m6", "m7"] and not latest.gap
+    after = await store.read("r", "5", 100)
+    assert [m.id for m in after.messages] == ["6", "7", "8"] and not after.gap
+    evicted = await store.read("r", "1", 100)
+    assert evicted.gap and [m.id for m in evicted.messages] == ["4", "5", "6", "7", "8"]
+    unknown = await store.read("r", "50", 2)
+    assert unknown.gap
+    assert sorted(store.rooms()) == ["other", "r"]
+    other = (await store.read("other", None, 5)).messages
+    assert other[0].client_id == "c" and other[0].room == "other"
+
+
+async def test_sqlite_keeps_history_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    first = SqliteStore(path, 100)
+    await first.open()
+    for i in range(3):
+        await first.append(Draft("r", "u", f"m{i}", None))
+    await first.close()
+    second = SqliteStore(path, 100)
+    await second.open()
+    assert (await second.append(Draft("r", "u", "m3", None))).id == "4"
+    assert [m.text for m in (await second.read("r", "1", 10)).messages] == ["m1", "m2", "m3"]
+    await second.close()
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def start_server(port: int, store: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "realtime",
+            "--port",
+            str(port),
+            "--store",
+            store,
+            "--rate-burst",
+            "1000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+async def test_restart_keeps_every_acknowledged_message_once(tmp_path: Path, stop: int) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    store = f"sqlite:{tmp_path / 'data' / 'realtime.db'}"
+    acked: list[str] = []
+    proc = start_server(port, store)
+    try:
+        await wait_healthy(base, proc)
+        async with aiohttp.ClientSession() as session:
+
+            async def post(i: int) -> None:
+                async with session.post(
+                    f"{base}/rooms/r/messages", json={"text": f"m{i}", "user": "u"}
+                ) as resp:
+                    if resp.status == 201:
+                        acked.append((await resp.json())["id"])
+
+            await asyncio.gather(*(post(i) for i in range(60)))
+            assert len(acked) == 60
+            proc.send_signal(stop)
+            await asyncio.to_thread(proc.wait, 10)
+        proc = start_server(port, store)
+        await wait_healthy(base, proc)
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"{base}/rooms/r/ws?since=20")
+            resumed = await ws_messages(ws, 40)
+            reader = SseReader(
+                await session.get(f"{base}/rooms/r/events", headers={"Last-Event-ID": "0"})
+            )
+            via_sse = await reader.messages(60)
+            async with session.post(f"{base}/rooms/r/messages", json={"text": "after"}) as resp:
+                assert (await resp.json())["id"] == "61"
+            await ws.close()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert [m["id"] for m in resumed] == [str(i) for i in range(21, 61)]
+    assert sorted(int(m["id"]) for m in via_sse) == sorted(int(i) for i in acked)
+    assert [m["id"] for m in via_sse] == [str(i) for i in range(1, 61)]
