@@ -313,7 +313,7 @@ def publish_via(args: argparse.Namespace, transport: str) -> str:
 
 def lifetime(args: argparse.Namespace) -> float:
     """A hard bound on any child's life: every phase's timeout added up, and some."""
-    return args.connect_timeout + args.settle_max + 3 * args.duration + args.drain + 60
+    return float(args.connect_timeout + args.settle_max + 3 * args.duration + args.drain + 60)
 
 
 def start_workers(
@@ -369,7 +369,9 @@ class CpuClock:
         )
 
 
-def run_one(args: argparse.Namespace, target: Target, transport: str, n: int, say: Progress):
+def run_one(
+    args: argparse.Namespace, target: Target, transport: str, n: int, say: Progress
+) -> dict[str, Any]:
     room = f"fanout-{transport}-{n}-{secrets.token_hex(3)}"
     via = publish_via(args, transport)
     total = round(args.rate * args.duration)

@@ -125,10 +125,10 @@ def format_table(transport: str, runs: list[dict[str, Any]], publish_via: str) -
 def plot_cdfs(runs: list[dict[str, Any]], path: str) -> bool:
     """Latency CDFs, one panel per transport; False (with a message) without matplotlib."""
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         print(
             "--plot needs matplotlib: pip install 'realtime[plot]' (or matplotlib); "
