@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from aiohttp import web
@@ -82,7 +83,10 @@ async def get_messages(request: web.Request) -> web.Response:
 
 async def list_rooms(request: web.Request) -> web.Response:
     """``GET /rooms``: every known room with its member count per transport."""
-    rooms = await request.app[HUB].rooms()
+    try:
+        rooms = await request.app[HUB].rooms()
+    except BrokerUnavailable as exc:
+        raise json_error(503, "unavailable", str(exc), **{"Retry-After": "1"}) from None
     return json_response(
         {
             "rooms": [
@@ -97,6 +101,11 @@ async def healthz(request: web.Request) -> web.Response:
     broker = request.app[HUB].broker
     ok = broker.healthy
     return json_response(
-        {"status": "ok" if ok else "degraded", "broker": broker.name, "broker_ok": ok},
+        {
+            "status": "ok" if ok else "degraded",
+            "broker": broker.name,
+            "broker_ok": ok,
+            "pid": os.getpid(),
+        },
         status=200 if ok else 503,
     )

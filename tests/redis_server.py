@@ -1,0 +1,100 @@
+"""A real ``redis-server`` on a free loopback port, for the tests that need one."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def raw_ping(port: int, timeout: float = 0.2) -> bool:
+    """``PING`` over a plain socket: redis-py's own retries can stall for long."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One ``redis-server`` process; :meth:`kill` and :meth:`start` again keep the port."""
+
+    def __init__(self, workdir: Path, *, durable: bool = False) -> None:
+        self.workdir = workdir
+        self.durable = durable
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _args(self) -> list[str]:
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--dir", str(self.workdir), "--daemonize", "no"]
+        if self.durable:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        return args
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start on ``self.port``, or on a free port (retrying others) the first time."""
+        attempts = 1 if self.port else 5
+        for _ in range(attempts):
+            if not self.port or attempts > 1:
+                self.port = free_port()
+            self.proc = subprocess.Popen(
+                self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if raw_ping(self.port):
+                    return
+                time.sleep(0.02)
+            self.kill()
+        raise RuntimeError(f"redis-server did not start ({REDIS_SERVER})")
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash or a pulled plug looks like to clients."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """appendonly yes + appendfsync always: an acknowledged write survives a kill."""
+    server = RedisServer(tmp_path, durable=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
