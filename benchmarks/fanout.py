@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", help="passed to the server it starts (e.g. redis://127.0.0.1:6379)")
     p.add_argument("--workers", type=_positive(int), help="passed to the server it starts")
     p.add_argument(
+        "--store",
+        default="sqlite-temp",
+        help="history store of the server it starts: 'sqlite-temp' (SQLite in a temporary "
+        "directory, removed afterwards), or any --store value of the server, e.g. memory",
+    )
+    p.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -174,9 +181,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def server_command(args: argparse.Namespace, port: int) -> list[str]:
+def server_command(args: argparse.Namespace, port: int, tmp: str) -> list[str]:
     cmd = [sys.executable, "-m", "realtime", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--replay", "0", "--log-level", "WARNING"]
+    store = f"sqlite:{tmp}/bench.db" if args.store == "sqlite-temp" else args.store
+    cmd += ["--store", store]
     # Limits meant for the public must not throttle the benchmark's own clients.
     cmd += ["--rate-limit", "1000000/s", "--rate-burst", "1000000"]
     cmd += ["--max-connections-per-ip", "1000000"]
@@ -206,14 +215,15 @@ def wait_healthy(base_url: str, proc: subprocess.Popen[bytes] | None, timeout: f
 def started_server(args: argparse.Namespace, progress: Progress) -> Iterator[tuple[str, int]]:
     """A `realtime` subprocess on a free loopback port; stopped on the way out."""
     port = free_port()
-    cmd = server_command(args, port)
-    progress("starting server: " + " ".join(cmd[1:]))
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, SERVER_START_TIMEOUT)
-        yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        stop_process(proc)
+    with tempfile.TemporaryDirectory(prefix="fanout-") as tmp:
+        cmd = server_command(args, port, tmp)
+        progress("starting server: " + " ".join(cmd[1:]))
+        proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc, SERVER_START_TIMEOUT)
+            yield f"http://127.0.0.1:{port}", proc.pid
+        finally:
+            stop_process(proc)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -513,6 +523,8 @@ def environment(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "url": target.base_url,
         "started_server": args.url is None,
         "broker": args.broker or "memory",
+        "store": args.store,
+        "server_cwd": os.getcwd(),
         "server_workers": args.workers or 1,
         "argv": sys.argv[1:],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
