@@ -68,6 +68,14 @@ async def receive(conn: Connection) -> tuple[Any, ...]:
     return msg
 
 
+def tell(conn: Connection, message: tuple[Any, ...]) -> None:
+    """Report to the controller; if it is gone, so is this process."""
+    try:
+        conn.send(message)
+    except OSError:
+        raise SystemExit(1) from None
+
+
 def stamp_text(seq: int, payload_bytes: int) -> str:
     head = f"~{time.monotonic_ns()}~{seq}~"
     return head + "x" * max(0, payload_bytes - len(head))
@@ -263,10 +271,10 @@ async def _serve_commands(conn: Connection, subs: list[Subscription], lat: array
     while True:
         command = await receive(conn)
         if command[0] == "status":
-            conn.send(("status", sum(s.ready.is_set() and s.closed is None for s in subs)))
+            tell(conn, ("status", sum(s.ready.is_set() and s.closed is None for s in subs)))
         elif command[0] == "finish":
             await _wait_drained(subs, command[1], command[2])
-            conn.send(("result", _result(subs, lat)))
+            tell(conn, ("result", _result(subs, lat)))
             return
         else:
             return
@@ -283,7 +291,7 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
             tasks = [asyncio.create_task(_subscribe(session, job, s, sem, lat)) for s in subs]
             try:
                 await _wait_ready(subs, tasks, job.connect_timeout)
-                conn.send(("ready", _ready_report(subs)))
+                tell(conn, ("ready", _ready_report(subs)))
                 await _serve_commands(conn, subs, lat)
             finally:
                 for task in tasks:
@@ -378,7 +386,7 @@ async def _publish_ws(
     url = f"{job.base_url}/rooms/{job.room}/ws?user=pub"
     async with session.ws_connect(url, max_msg_size=0) as ws:
         reader = asyncio.create_task(_read_echoes(ws, state))
-        conn.send(("ready", None))
+        tell(conn, ("ready", None))
         await receive(conn)
 
         async def send(seq: int) -> None:
@@ -386,7 +394,7 @@ async def _publish_ws(
             await ws.send_str(json.dumps({"type": "send", "text": text, "client_id": str(seq)}))
 
         window = await _paced(job, send)
-        conn.send(("sent", window))
+        tell(conn, ("sent", window))
         await _await_settled(job, state)
         reader.cancel()
         return window
@@ -410,10 +418,10 @@ async def _publish_post(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    conn.send(("ready", None))
+    tell(conn, ("ready", None))
     await receive(conn)
     window = await _paced(job, send)
-    conn.send(("sent", window))
+    tell(conn, ("sent", window))
     if tasks:
         await asyncio.wait(tasks, timeout=job.confirm_timeout)
     return window
@@ -430,7 +438,8 @@ async def _publisher(conn: Connection, job: PublishJob) -> None:
     async with asyncio.timeout(job.lifetime), aiohttp.ClientSession(connector=connector) as session:
         publish = _publish_ws if job.via == "ws" else _publish_post
         start, end = await publish(conn, session, job, state)
-    conn.send(
+    tell(
+        conn,
         (
             "result",
             {
@@ -439,7 +448,7 @@ async def _publisher(conn: Connection, job: PublishJob) -> None:
                 "window_ns": (start, end),
                 "pid": os.getpid(),
             },
-        )
+        ),
     )
 
 
