@@ -102,16 +102,21 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
-def _cell(run: dict[str, Any], key: str, fmt: str) -> str:
+def _cell(run: dict[str, Any], key: str, fmt: str, ratios: bool) -> str:
     value = run.get(key)
     if value is None:
         value = run.get("latency", {}).get(key)
-    return "-" if value is None else fmt.format(value)
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if ratios and key != "subscribers" else fmt.format(value)
 
 
-def format_table(transport: str, runs: list[dict[str, Any]], publish_via: str) -> str:
+def format_table(
+    transport: str, runs: list[dict[str, Any]], publish_via: str, ratios: bool = False
+) -> str:
+    """One row per run; ``ratios`` prints every figure but N with two decimals."""
     rows = [[h for h, _, _ in COLUMNS]]
-    rows += [[_cell(r, key, fmt) for _, key, fmt in COLUMNS] for r in runs]
+    rows += [[_cell(r, key, fmt, ratios) for _, key, fmt in COLUMNS] for r in runs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = [f"{transport} (published via {publish_via}; latencies in ms)"]
     for n, row in enumerate(rows):

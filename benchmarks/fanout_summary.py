@@ -1,0 +1,101 @@
+"""Medians of several fan-out runs, as one table per transport and rate.
+
+    python benchmarks/fanout_summary.py /tmp/bench-before-*.json
+    python benchmarks/fanout_summary.py --compare before-*.json -- after-*.json
+
+Every figure of the table is the median of that figure over the files given
+(one value per file for each transport, N and rate). With ``--compare``, a
+second table gives after/before ratios of the medians (below 1 is better for
+latency and CPU, above 1 for deliveries/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from fanout_report import COLUMNS, format_table
+
+Key = tuple[str, float, int, str]  # transport, rate, N, publish_via
+
+
+def load_runs(paths: list[str]) -> dict[Key, list[dict[str, Any]]]:
+    grouped: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    for path in paths:
+        with open(path) as f:
+            for run in json.load(f)["runs"]:
+                key = (run["transport"], run["rate"], run["subscribers"], run["publish_via"])
+                grouped[key].append(run)
+    return grouped
+
+
+def _value(run: dict[str, Any], key: str) -> Any:
+    value = run.get(key)
+    return run.get("latency", {}).get(key) if value is None else value
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run whose every table figure is the median over ``runs``."""
+    out: dict[str, Any] = {"runs": len(runs)}
+    for _, key, fmt in COLUMNS:
+        values = [v for v in (_value(r, key) for r in runs) if v is not None]
+        if values:
+            med = statistics.median(values)
+            out[key] = round(med) if fmt == "{:d}" else med
+    return out
+
+
+def ratio_run(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"subscribers": after.get("subscribers")}
+    for _, key, fmt in COLUMNS[1:]:
+        b, a = before.get(key), after.get(key)
+        if fmt != "{:d}" and b and a is not None:
+            out[key] = a / b
+    return out
+
+
+def tables(grouped: dict[Key, list[dict[str, Any]]]) -> dict[Key, dict[str, Any]]:
+    return {key: median_run(runs) for key, runs in sorted(grouped.items())}
+
+
+def print_tables(medians: dict[Key, dict[str, Any]], title: str, ratios: bool = False) -> None:
+    by_table: dict[tuple[str, float, str], list[dict[str, Any]]] = defaultdict(list)
+    for (transport, rate, _, via), run in medians.items():
+        by_table[(transport, rate, via)].append(run)
+    for (transport, rate, via), runs in by_table.items():
+        counts = ",".join(str(r.get("runs", "-")) for r in runs)
+        print(f"{title}: {rate:g} msg/s, runs per row {counts}")
+        print(format_table(transport, runs, via, ratios))
+        print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("files", nargs="+", help="JSON files written by fanout.py --json")
+    p.add_argument("--compare", action="store_true", help="files before '--', then after")
+    args = p.parse_args(argv)
+    if not args.compare:
+        print_tables(tables(load_runs(args.files)), "median")
+        return 0
+    raw = sys.argv[1:] if argv is None else argv
+    if "--" not in raw:
+        raise SystemExit("--compare needs: before files -- after files")
+    cut = raw.index("--")
+    before = tables(load_runs([f for f in raw[:cut] if f != "--compare"]))
+    after = tables(load_runs(raw[cut + 1 :]))
+    print_tables(before, "before (median)")
+    print_tables(after, "after (median)")
+    ratios = {k: ratio_run(before[k], after[k]) for k in after if k in before}
+    print_tables(ratios, "after / before", ratios=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
