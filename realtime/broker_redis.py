@@ -164,6 +164,7 @@ class RedisBroker(Broker):
     async def start(self, deliver: Deliver) -> None:
         await super().start(deliver)
         deadline = time.monotonic() + START_WAIT
+        warned = False
         while True:
             try:
                 await self._redis.ping()
@@ -174,7 +175,14 @@ class RedisBroker(Broker):
                         f"Redis at {safe_url(self.url)} is unreachable after {START_WAIT:.0f}s: "
                         f"{exc or type(exc).__name__}"
                     ) from None
-                log.warning("Redis at %s unreachable (%s); retrying", safe_url(self.url), exc)
+                if not warned:
+                    log.warning(
+                        "Redis at %s unreachable (%s); retrying for up to %.0fs",
+                        safe_url(self.url),
+                        exc,
+                        START_WAIT,
+                    )
+                    warned = True
                 await asyncio.sleep(0.5)
         await self._beat()
         loop = asyncio.get_running_loop()
