@@ -104,6 +104,7 @@ function onEvent(event) {
       showMembers(event.members || []);
       break;
     case "gap":
+      shownIds.clear(); // ids may start again (a server without storage restarted)
       notice(`Some messages were missed: ${event.detail || "history no longer holds them"}`, "warn");
       break;
     case "error":

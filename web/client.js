@@ -142,6 +142,10 @@ class Connection {
     if (event.type === "message") {
       if (this.lastId !== null && compareIds(event.id, this.lastId) <= 0) return;
       this.lastId = event.id;
+    } else if (event.type === "gap") {
+      // The server no longer holds (or never knew, after a reset) our last id:
+      // what follows starts a new sequence, so accept it as it comes.
+      this.lastId = null;
     }
     this.onEvent(event, { transport: this.transport, bytes, payloadBytes });
   }

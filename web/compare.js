@@ -16,6 +16,9 @@ const room = ROOM_RE.test(params.get("room") || "") ? params.get("room") : "lab"
 
 // client_id -> {t0, from}: everything either pane has sent, for latency and loss.
 const sent = new Map();
+// WebSocket sends the server refused (rate limit): its error frame carries no
+// client_id, so they are counted, and that many unanswered sends are not loss.
+let refusedWs = 0;
 const panes = {};
 
 function el(tag, className, text) {
@@ -63,7 +66,7 @@ function newStats() {
     hist: [],
     received: 0,
     got: new Set(), // client_ids seen
-    outstanding: new Map(), // client_id -> t0, sent but not seen yet
+    outstanding: new Map(), // client_id -> {t0, from}, sent but not seen yet
     ids: new Set(), // numeric ids seen
     minId: Infinity,
     maxId: -Infinity,
@@ -156,10 +159,14 @@ function onEvent(pane, event, info) {
   } else if (event.type === "presence") {
     logEvent(pane, `${event.user} ${event.event === "join" ? "joined" : "left"} (${event.transport})`);
   } else if (event.type === "gap") {
-    s.gaps += 1;
+    s.gaps += 1; // counted as loss; ids may start a new sequence from here
+    s.ids.clear();
+    s.minId = Infinity;
+    s.maxId = -Infinity;
     logEvent(pane, `gap: ${event.detail}`);
   } else if (event.type === "error") {
     s.errors += 1;
+    if (event.code === "rate_limited" && pane.transport === "ws") refusedWs += 1;
     logEvent(pane, `error ${event.code}: ${event.detail}`);
   }
   scheduleRender();
@@ -178,9 +185,9 @@ function trackId(s, id) {
 
 function sendFrom(pane, text) {
   const clientId = newClientId(pane.transport);
-  const t0 = performance.now();
-  sent.set(clientId, { t0, from: pane.transport });
-  for (const p of Object.values(panes)) p.stats.outstanding.set(clientId, t0);
+  const origin = { t0: performance.now(), from: pane.transport };
+  sent.set(clientId, origin);
+  for (const p of Object.values(panes)) p.stats.outstanding.set(clientId, origin);
   return pane.conn.send(text, clientId).catch((err) => {
     // Refused by the server (e.g. rate limited): nobody will receive it.
     sent.delete(clientId);
@@ -225,17 +232,21 @@ function lossCheck(s) {
   const now = performance.now();
   let waiting = 0;
   let missing = 0;
-  for (const t0 of s.outstanding.values()) {
-    if (now - t0 > LOSS_AFTER_MS) missing += 1;
-    else waiting += 1;
+  let missingWs = 0;
+  for (const { t0, from } of s.outstanding.values()) {
+    if (now - t0 <= LOSS_AFTER_MS) waiting += 1;
+    else if (from === "ws") missingWs += 1;
+    else missing += 1;
   }
+  missing += Math.max(0, missingWs - refusedWs);
   const holes = s.numericIds && s.ids.size ? s.maxId - s.minId + 1 - s.ids.size : 0;
   const idText = !s.ids.size
     ? "no ids yet"
     : s.numericIds
       ? `ids ${s.minId}–${s.maxId}${holes ? `, ${holes} not seen` : " contiguous"}`
       : "ids not numeric";
-  const detail = `${idText}; ${s.got.size} of the panes' messages seen`;
+  const refused = refusedWs ? `; ${refusedWs} WebSocket sends refused by the rate limit` : "";
+  const detail = `${idText}; ${s.got.size} of the panes' messages seen${refused}`;
   if (missing + holes + s.gaps > 0) {
     const parts = [];
     if (missing) parts.push(`${missing} sent not received`);
@@ -260,7 +271,7 @@ function render(pane) {
     setFigure(q(".bytes"), "–");
   }
   q(".reconnects").textContent = String(pane.conn.reconnects - s.reconnectBase);
-  setFigure(q(".received"), String(s.received), s.errors ? `${s.errors} errors` : "");
+  setFigure(q(".received"), String(s.received), s.errors ? `${s.errors} refused` : "");
   const loss = lossCheck(s);
   const lossNode = q(".loss");
   lossNode.dataset.state = loss.state;
@@ -305,6 +316,9 @@ function drawHistogram(pane) {
     parts.push(svg("text", { x, y: bottom + 13, "text-anchor": "middle" }, EDGES[i]));
   });
   parts.push(svg("text", { x: W - left, y: bottom + 13, "text-anchor": "end" }, "ms →"));
+  if (!samples.length) {
+    parts.push(svg("text", { x: W / 2, y: bottom / 2 + 8, "text-anchor": "middle" }, "no samples yet"));
+  }
   chart.replaceChildren(...parts);
   chart.setAttribute("aria-label", `Round trip histogram, ${samples.length} samples`);
   pane.q(".hist-caption").textContent = samples.length
@@ -338,6 +352,7 @@ $("burst").addEventListener("submit", async (e) => {
 
 $("reset").addEventListener("click", () => {
   sent.clear();
+  refusedWs = 0;
   for (const pane of Object.values(panes)) {
     pane.stats = newStats();
     pane.stats.reconnectBase = pane.conn.reconnects;
