@@ -52,6 +52,7 @@ CHANNEL_PATTERN = PREFIX + "chan:*"
 
 COMMAND_TIMEOUT = 2.0  # seconds a command may take before the caller gets 503
 CONNECT_TIMEOUT = 1.0
+MAX_CONNECTIONS = 32  # per process, besides the pub/sub connection
 START_WAIT = 5.0  # seconds start() keeps trying an unreachable Redis
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10  # seconds without a heartbeat before a process's members expire
@@ -133,13 +134,18 @@ class RedisBroker(Broker):
         self.proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         # No automatic retries: a retried XADD whose reply was lost would
         # store the message twice. Callers get BrokerUnavailable instead.
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+        # A bounded pool: a join or leave storm queues for a connection
+        # (up to COMMAND_TIMEOUT) instead of opening hundreds.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT,
             decode_responses=True,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
         )
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._sub_client: aioredis.Redis = aioredis.Redis.from_url(
             url,
             decode_responses=True,
@@ -502,7 +508,9 @@ class RedisBroker(Broker):
         seen = time.monotonic()
         pinged = False
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_IDLE)
+            # Every reply counts as a sign of life, the answer to our PING
+            # included (redis-py 8 with decode_responses parses it oddly).
+            msg = await pubsub.get_message(timeout=LISTEN_IDLE)
             now = time.monotonic()
             if msg is None:
                 if now - seen > LISTEN_DEAD:
@@ -513,7 +521,10 @@ class RedisBroker(Broker):
                 continue
             seen, pinged = now, False
             if msg["type"] == "pmessage":
-                self._on_message(str(msg["channel"]), str(msg["data"]))
+                try:
+                    self._on_message(str(msg["channel"]), str(msg["data"]))
+                except Exception:  # a delivery bug must not stop the listener
+                    log.exception("delivery of an event on %s failed", msg["channel"])
 
     def _on_message(self, chan: str, data: str) -> None:
         room = chan.removeprefix(PREFIX + "chan:")
