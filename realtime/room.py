@@ -43,6 +43,7 @@ class SubState(enum.Enum):
 
 class Subscriber:
     __slots__ = (
+        "_floor",
         "_held",
         "_max_buffer",
         "_on_close",
@@ -73,6 +74,10 @@ class Subscriber:
         self.close_reason: CloseReason | None = None
         self._wire = sink.wire
         self._held: list[Event] = []
+        # The newest id the replay sent: a live event at or below it is one
+        # the history read already saw (stored, but not yet broadcast when
+        # the read ran) and must not be sent twice.
+        self._floor: tuple[int, int] | None = None
         self._pending: list[bytes] = []
         self._max_buffer = max_buffer
         self._schedule = schedule
@@ -81,6 +86,10 @@ class Subscriber:
 
     def offer(self, event: Event) -> None:
         if self.state is SubState.LIVE:
+            if self._floor is not None and event.id is not None:
+                if parse_id(event.id) <= self._floor:
+                    return
+                self._floor = None
             pending = self._pending
             pending.append(event.encoded(self._wire))
             if len(pending) == 1:
@@ -104,6 +113,8 @@ class Subscriber:
         self.state = SubState.LIVE
         for ev in events:
             self.offer(ev)
+        if last != (-1, -1):
+            self._floor = last
 
     def flush(self) -> int:
         """Write what is pending in one write; return how many events it held."""
