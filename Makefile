@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/pip
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: run test lint typecheck pytest install install-test system-deps bench clean
+.PHONY: run test lint typecheck pytest install install-test system-deps bench clean stress
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,12 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/python -m realtime $(ARGS)
 
-# Debian packages the suite drives for real: redis-server and chromium.
+# Debian packages the suite drives for real: redis-server, chromium, and
+# iptables (tests/test_heartbeat.py makes a peer vanish by dropping its packets).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -47,6 +49,10 @@ pytest: install-test system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The bigger reconnect storm (400 clients, 10 s of publishing).
+stress: install-test
+	REALTIME_STRESS=1 $(BIN)/pytest -q tests/test_storm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -76,8 +76,11 @@ async def room_events(request: web.Request) -> EventSourceResponse:
 async def _stream(request: web.Request, target: Target) -> EventSourceResponse:
     hub = request.app[HUB]
     settings = request.app[SETTINGS]
+    # A ping goes out at most one interval after a peer vanished; the kernel
+    # aborts the connection when it is still unacknowledged one interval
+    # later (TCP_USER_TIMEOUT): a dead peer is gone within two intervals.
     resp = EventSourceResponse(
-        ping_interval=settings.heartbeat, send_timeout=2 * settings.heartbeat, sep="\n"
+        ping_interval=settings.heartbeat, send_timeout=settings.heartbeat, sep="\n"
     )
     await resp.prepare(request)
     await resp.write(b"retry: %d\n\n" % RETRY_MS)  # also sends the headers
