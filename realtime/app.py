@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         replay=settings.replay,
         history_size=settings.history_size,
         max_buffer=settings.max_buffer_bytes,
+        presence_limit=settings.presence_limit,
     )
     metrics = Metrics(app[HUB])
     app[METRICS] = metrics

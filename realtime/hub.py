@@ -21,7 +21,10 @@ from .room import CloseReason, Room, Sink, Subscriber, SubState
 log = logging.getLogger("realtime.hub")
 
 
-def presence_event(room: str, kind: str, member: Member, members: list[Member]) -> Event:
+def presence_event(
+    room: str, kind: str, member: Member, members: list[Member], limit: int
+) -> Event:
+    """A join/leave with the member list, cut to ``limit`` entries (see ``count``)."""
     return Event(
         "presence",
         {
@@ -30,7 +33,8 @@ def presence_event(room: str, kind: str, member: Member, members: list[Member]) 
             "event": kind,
             "user": member.user,
             "transport": member.transport,
-            "members": [m.to_dict() for m in members],
+            "count": len(members),
+            "members": [m.to_dict() for m in members[:limit]],
         },
     )
 
@@ -48,11 +52,23 @@ def gap_event(room: str, since: str, first: str | None) -> Event:
 
 
 class Hub:
-    def __init__(self, broker: Broker, *, replay: int, history_size: int, max_buffer: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        replay: int,
+        history_size: int,
+        max_buffer: int,
+        presence_limit: int = 100,
+    ) -> None:
         self.broker = broker
         self.replay = replay
         self.history_size = history_size
         self.max_buffer = max_buffer
+        # Above this many members, joins and leaves are not broadcast (each
+        # would cost every member a message: N joins cost N^2); the joiner
+        # still gets a snapshot with the count and the first members.
+        self.presence_limit = presence_limit
         self._rooms: dict[str, Room] = {}
         self._dirty: list[Subscriber] = []
         self._flush_scheduled = False
@@ -124,7 +140,10 @@ class Hub:
             members = await self.broker.join(room_name, member)
             sub.left = False
             sub.go_live(first, since)
-            await self._announce(room_name, "join", member, members)
+            if len(members) > self.presence_limit:
+                sub.offer(presence_event(room_name, "join", member, members, self.presence_limit))
+            else:
+                await self._announce(room_name, "join", member, members)
             yield sub
         finally:
             if sub.state is not SubState.CLOSED:
@@ -158,11 +177,13 @@ class Hub:
         sub.left = True
         room = sub.room.name
         members = await self.broker.leave(room, sub.member)
-        await self._announce(room, "leave", sub.member, members)
+        if len(members) < self.presence_limit:
+            await self._announce(room, "leave", sub.member, members)
 
     async def _announce(self, room: str, kind: str, member: Member, members: list[Member]) -> None:
         try:
-            await self.broker.broadcast(room, presence_event(room, kind, member, members))
+            event = presence_event(room, kind, member, members, self.presence_limit)
+            await self.broker.broadcast(room, event)
         except BrokerUnavailable:
             log.warning("presence %s in %s not sent: broker unavailable", kind, room)
 

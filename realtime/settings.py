@@ -22,6 +22,7 @@ class Settings:
     max_message_bytes: int = 4096
     max_buffer_bytes: int = 1 << 20
     heartbeat: float = 15.0
+    presence_limit: int = 100
     broker: str = "memory"
     store: str = "sqlite:data/realtime.db"
     workers: int = 1
@@ -48,6 +49,7 @@ _HELP: dict[str, str] = {
     "max_message_bytes": "largest message text in bytes (UTF-8)",
     "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
     "heartbeat": "seconds between WebSocket pings and SSE comment pings",
+    "presence_limit": "members up to which joins and leaves are broadcast with the member list",
     "broker": "where messages meet: 'memory' (one process) or redis://host:port/db",
     "store": "history of the memory broker: sqlite:PATH (kept across restarts; "
     "relative paths are under the working directory) or 'memory' (throwaway)",

@@ -191,3 +191,17 @@ async def test_server_shutdown_closes_sockets_1001(make_client: MakeClient) -> N
             while (await sock.receive()).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED):
                 pass
         assert sock.close_code == 1001
+
+
+async def test_large_rooms_stop_broadcasting_joins(make_client: MakeClient) -> None:
+    client = await make_client(presence_limit=2)
+    async with client.ws_connect("/rooms/big/ws?user=a") as a:
+        await ws_until(a, "presence")
+        async with client.ws_connect("/rooms/big/ws?user=b"):
+            assert (await ws_until(a, "presence"))["count"] == 2
+            async with client.ws_connect("/rooms/big/ws?user=c") as c:
+                snapshot = await ws_until(c, "presence")
+                assert snapshot["count"] == 3 and len(snapshot["members"]) == 2
+                await post(client, "big", "after c joined")
+                # a saw no join for c: its next event is the message
+                assert (await ws_json(a))["type"] == "message"
