@@ -122,6 +122,14 @@ class Message:
         )
 
 
+def _utf8(value: str, name: str) -> bytes:
+    """JSON can spell a lone surrogate (``"\\ud800"``); UTF-8 cannot carry it."""
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError("bad_message", f"{name!r} is not valid Unicode") from None
+
+
 def parse_send(data: Any, *, room: str, user: str, max_bytes: int) -> Draft:
     """Validate a decoded send request (``{"type":"send","text":…}``)."""
     if not isinstance(data, dict):
@@ -134,11 +142,13 @@ def parse_send(data: Any, *, room: str, user: str, max_bytes: int) -> Draft:
         raise ProtocolError("bad_message", "'text' must be a string")
     if text.strip() == "":
         raise ProtocolError("empty_text", "'text' must not be empty")
-    if len(text.encode("utf-8")) > max_bytes:
+    if len(_utf8(text, "text")) > max_bytes:
         raise ProtocolError("too_long", f"'text' is over {max_bytes} bytes", status=413)
     client_id = data.get("client_id")
     if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 64):
         raise ProtocolError("bad_message", "'client_id' must be a string of <= 64")
+    if client_id is not None:
+        _utf8(client_id, "client_id")
     return Draft(room=room, user=user, text=text, client_id=client_id)
 
 
