@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fanout_clients import (
+    NONE_YET,
     PublishJob,
     WorkerJob,
     publisher_main,
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="extra argument for the server it starts (repeat), e.g. --server-arg=--store=...",
     )
+    p.add_argument("--server-log", metavar="FILE", help="keep the started server's log here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -218,12 +220,27 @@ def started_server(args: argparse.Namespace, progress: Progress) -> Iterator[tup
     with tempfile.TemporaryDirectory(prefix="fanout-") as tmp:
         cmd = server_command(args, port, tmp)
         progress("starting server: " + " ".join(cmd[1:]))
-        proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}", proc, SERVER_START_TIMEOUT)
-            yield f"http://127.0.0.1:{port}", proc.pid
-        finally:
-            stop_process(proc)
+        log_path = args.server_log or os.path.join(tmp, "server.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+            try:
+                wait_healthy(f"http://127.0.0.1:{port}", proc, SERVER_START_TIMEOUT)
+                yield f"http://127.0.0.1:{port}", proc.pid
+            finally:
+                stop_process(proc)
+                summarize_log(log_path, progress)
+
+
+def summarize_log(path: str, progress: Progress) -> None:
+    """The server logs at WARNING: say how much it said, and its last lines."""
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    if lines:
+        tail = "\n    ".join(line[:200] for line in lines[-3:])
+        progress(f"server logged {len(lines)} lines ({path}); last:\n    {tail}")
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -440,6 +457,16 @@ def _union(bitmaps: list[bytes], size: int) -> int:
     return acc.to_bytes(size, "big").count(1)
 
 
+def per_message(results: list[dict[str, Any]], total: int) -> tuple[list[int], list[int]]:
+    """Per message: the latency of its first and of its last delivery, anywhere."""
+    first = [NONE_YET] * total
+    last = [-1] * total
+    for r in results:
+        first = list(map(min, first, memoryview(r["msg_first_ns"]).cast("q")))
+        last = list(map(max, last, memoryview(r["msg_last_ns"]).cast("q")))
+    return [v for v in first if v != NONE_YET], [v for v in last if v >= 0]
+
+
 def summarize(
     args: argparse.Namespace,
     transport: str,
@@ -458,6 +485,7 @@ def summarize(
     latencies: list[int] = []
     for r in results:
         latencies.extend(memoryview(r["latencies_ns"]).cast("q"))
+    first, last = per_message(results, total)
     start_ns, end_ns = pub["window_ns"]
     last_ns = max((r["last_ns"] for r in results), default=0)
     c0, c1, c2 = clocks
@@ -495,6 +523,8 @@ def summarize(
         ],
         "publisher_cores": (c1.publisher - c0.publisher) / window,
         "latency": latency_summary(latencies),
+        "first_delivery": latency_summary(first, cdf=False),
+        "last_delivery": latency_summary(last, cdf=False),
     }
 
 
@@ -504,6 +534,7 @@ def say_result(run: dict[str, Any], say: Progress) -> None:
     say(
         f"{run['transport']} N={run['subscribers']}: {p50}, lost {run['lost']}, "
         f"dup {run['duplicates']}, dropped {run['dropped']}, "
+        f"last delivery of a message p50 {run['last_delivery'].get('p50_ms', 0):.2f}ms, "
         f"client {run['client_cores']:.2f} cores"
     )
 

@@ -89,6 +89,27 @@ def parse_stamp(data: AnyStr, start: int, tilde: AnyStr) -> tuple[int, int, int]
 
 
 # -- subscribers -------------------------------------------------------------
+NONE_YET = 2**63 - 1
+
+
+class Latencies:
+    """Every delivery's latency, and per message the first and the last one, in ns."""
+
+    __slots__ = ("all", "first", "last")
+
+    def __init__(self, total: int) -> None:
+        self.all: array[int] = array("q")
+        self.first: array[int] = array("q", [NONE_YET]) * total
+        self.last: array[int] = array("q", [-1]) * total
+
+    def add(self, seq: int, value: int) -> None:
+        self.all.append(value)
+        if value < self.first[seq]:
+            self.first[seq] = value
+        if value > self.last[seq]:
+            self.last[seq] = value
+
+
 @dataclass
 class WorkerJob:
     index: int
@@ -112,7 +133,7 @@ class Subscription:
     last_ns: int = 0
     closed: str | None = None  # why the stream ended before we closed it
 
-    def scan(self, data: AnyStr, mark: AnyStr, tilde: AnyStr, now: int, lat: array[int]) -> None:
+    def scan(self, data: AnyStr, mark: AnyStr, tilde: AnyStr, now: int, lat: Latencies) -> None:
         """Record every stamped message in ``data`` (one frame or SSE block)."""
         i = data.find(mark)
         seen = self.seen
@@ -125,7 +146,7 @@ class Subscription:
             else:
                 seen[seq] = 1
                 self.received += 1
-                lat.append(now - send_ns)
+                lat.add(seq, now - send_ns)
                 self.last_ns = now
             i = data.find(mark, end)
 
@@ -155,7 +176,11 @@ class Subscription:
 
 
 async def _ws_stream(
-    session: aiohttp.ClientSession, url: str, sub: Subscription, sem: asyncio.Semaphore, lat: Any
+    session: aiohttp.ClientSession,
+    url: str,
+    sub: Subscription,
+    sem: asyncio.Semaphore,
+    lat: Latencies,
 ) -> None:
     async with sem:
         ws = await session.ws_connect(url, max_msg_size=0, autoping=True)
@@ -183,7 +208,11 @@ def _sse_blocks_before_ready(sub: Subscription, block: bytes) -> None:
 
 
 async def _sse_stream(
-    session: aiohttp.ClientSession, url: str, sub: Subscription, sem: asyncio.Semaphore, lat: Any
+    session: aiohttp.ClientSession,
+    url: str,
+    sub: Subscription,
+    sem: asyncio.Semaphore,
+    lat: Latencies,
 ) -> None:
     async with sem:
         resp = await session.get(url, headers={"Accept": "text/event-stream"})
@@ -212,7 +241,7 @@ async def _subscribe(
     job: WorkerJob,
     sub: Subscription,
     sem: asyncio.Semaphore,
-    lat: Any,
+    lat: Latencies,
 ) -> None:
     path = "ws" if job.transport == "ws" else "events"
     url = f"{job.base_url}/rooms/{job.room}/{path}?user={sub.user}"
@@ -256,9 +285,11 @@ def _ready_report(subs: list[Subscription]) -> dict[str, Any]:
     }
 
 
-def _result(subs: list[Subscription], lat: array[int]) -> dict[str, Any]:
+def _result(subs: list[Subscription], lat: Latencies) -> dict[str, Any]:
     return {
-        "latencies_ns": lat.tobytes(),
+        "latencies_ns": lat.all.tobytes(),
+        "msg_first_ns": lat.first.tobytes(),
+        "msg_last_ns": lat.last.tobytes(),
         "subs": [s.report() for s in subs],
         "seen": [bytes(s.seen) for s in subs],
         "last_ns": max((s.last_ns for s in subs), default=0),
@@ -266,7 +297,7 @@ def _result(subs: list[Subscription], lat: array[int]) -> dict[str, Any]:
     }
 
 
-async def _serve_commands(conn: Connection, subs: list[Subscription], lat: array[int]) -> None:
+async def _serve_commands(conn: Connection, subs: list[Subscription], lat: Latencies) -> None:
     """``status`` -> how many are still connected; ``finish`` -> drain, then the result."""
     while True:
         command = await receive(conn)
@@ -281,7 +312,7 @@ async def _serve_commands(conn: Connection, subs: list[Subscription], lat: array
 
 
 async def _worker(conn: Connection, job: WorkerJob) -> None:
-    lat: array[int] = array("q")
+    lat = Latencies(job.total)
     subs = [Subscription(u, bytearray(job.total)) for u in job.users]
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, connect=job.connect_timeout, sock_read=None)

@@ -68,16 +68,17 @@ def cdf_points(sorted_ms: Sequence[float], points: int = 400) -> list[tuple[floa
     return [(sorted_ms[min(n - 1, int(f * n))], f) for f in sorted(fractions)]
 
 
-def latency_summary(latencies_ns: list[int]) -> dict[str, Any]:
+def latency_summary(latencies_ns: list[int], cdf: bool = True) -> dict[str, Any]:
     latencies_ns.sort()
     if not latencies_ns:
-        return {"count": 0, "cdf": []}
+        return {"count": 0, "cdf": []} if cdf else {"count": 0}
     ms = [v / 1e6 for v in latencies_ns]
     out: dict[str, Any] = {"count": len(ms), "min_ms": ms[0], "max_ms": ms[-1]}
     for p in PERCENTILES:
         out[f"p{p:g}_ms"] = percentile(latencies_ns, p) / 1e6
     out["mean_ms"] = sum(ms) / len(ms)
-    out["cdf"] = cdf_points(ms)
+    if cdf:
+        out["cdf"] = cdf_points(ms)
     return out
 
 
@@ -92,6 +93,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("p99", "p99_ms", "{:.2f}"),
     ("p99.9", "p99.9_ms", "{:.2f}"),
     ("max", "max_ms", "{:.2f}"),
+    ("last p50", "last_delivery.p50_ms", "{:.2f}"),
+    ("last p99", "last_delivery.p99_ms", "{:.2f}"),
     ("loss", "lost", "{:d}"),
     ("dup", "duplicates", "{:d}"),
     ("drop", "dropped", "{:d}"),
@@ -102,10 +105,17 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
-def _cell(run: dict[str, Any], key: str, fmt: str, ratios: bool) -> str:
+def figure(run: dict[str, Any], key: str) -> Any:
+    """``run[key]``, else ``run["latency"][key]``; ``a.b`` means ``run[a][b]``."""
+    head, dot, tail = key.partition(".")
+    if dot and isinstance(run.get(head), dict):
+        return run[head].get(tail)
     value = run.get(key)
-    if value is None:
-        value = run.get("latency", {}).get(key)
+    return run.get("latency", {}).get(key) if value is None else value
+
+
+def _cell(run: dict[str, Any], key: str, fmt: str, ratios: bool) -> str:
+    value = figure(run, key)
     if value is None:
         return "-"
     return f"{value:.2f}" if ratios and key != "subscribers" else fmt.format(value)

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fanout_report import COLUMNS, format_table
+from fanout_report import COLUMNS, figure, format_table
 
 Key = tuple[str, float, int, str]  # transport, rate, N, publish_via
 
@@ -36,16 +36,11 @@ def load_runs(paths: list[str]) -> dict[Key, list[dict[str, Any]]]:
     return grouped
 
 
-def _value(run: dict[str, Any], key: str) -> Any:
-    value = run.get(key)
-    return run.get("latency", {}).get(key) if value is None else value
-
-
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One run whose every table figure is the median over ``runs``."""
     out: dict[str, Any] = {"runs": len(runs)}
     for _, key, fmt in COLUMNS:
-        values = [v for v in (_value(r, key) for r in runs) if v is not None]
+        values = [v for v in (figure(r, key) for r in runs) if v is not None]
         if values:
             med = statistics.median(values)
             out[key] = round(med) if fmt == "{:d}" else med

@@ -39,6 +39,9 @@ def test_fanout_smoke_run_delivers_everything(tmp_path: Path) -> None:
         assert lat["count"] == 100, label
         assert 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"], label
         assert lat["max_ms"] < 60_000, label  # a stamp from this run, not garbage
+        first, last = run["first_delivery"], run["last_delivery"]
+        assert first["count"] == last["count"] == 20, label
+        assert first["p50_ms"] <= last["p50_ms"] <= lat["max_ms"], label
     assert "p99.9" in proc.stdout  # the table was printed
 
 
