@@ -70,7 +70,7 @@ class Hub:
         # still gets a snapshot with the count and the first members.
         self.presence_limit = presence_limit
         self._rooms: dict[str, Room] = {}
-        self._dirty: list[Subscriber] = []
+        self._dirty: list[Room] = []
         self._flush_scheduled = False
         self.dropped_slow = 0
         self.published = 0
@@ -92,23 +92,23 @@ class Hub:
     def deliver(self, room: str, event: Event) -> None:
         """Fan an event out to this process's subscribers of ``room``."""
         local = self._rooms.get(room)
-        if local is not None:
+        if local is None:
+            return
+        local.pending.append(event)
+        if len(local.pending) == 1:
+            self._dirty.append(local)
             if not self._flush_scheduled:
+                self._flush_scheduled = True
                 self._pass_started = time.perf_counter()
-            local.fanout(event)
-
-    def _schedule(self, sub: Subscriber) -> None:
-        self._dirty.append(sub)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+                asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Once per loop pass: every room with queued events writes them."""
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
         count = 0
-        for sub in dirty:
-            count += sub.flush()
+        for room in dirty:
+            count += room.flush()
         self.delivered += count
         if self.on_fanout is not None and count:
             self.on_fanout(time.perf_counter() - self._pass_started, count)
@@ -127,7 +127,7 @@ class Hub:
         room = self._rooms.get(room_name)
         if room is None:
             room = self._rooms[room_name] = Room(room_name)
-        sub = Subscriber(sink, member, room, self.max_buffer, self._schedule, self._closed)
+        sub = Subscriber(sink, member, room, self.max_buffer, self._closed)
         room.add(sub)
         try:
             limit = self.replay if since is None else self.history_size
@@ -141,7 +141,7 @@ class Hub:
             sub.left = False
             sub.go_live(first, since)
             if len(members) > self.presence_limit:
-                sub.offer(presence_event(room_name, "join", member, members, self.presence_limit))
+                sub.offer([presence_event(room_name, "join", member, members, self.presence_limit)])
             else:
                 await self._announce(room_name, "join", member, members)
             yield sub

@@ -1,9 +1,10 @@
 """A room's local subscribers and the fan-out to them.
 
-Fan-out never awaits a subscriber: :meth:`Subscriber.offer` appends the
-event's pre-encoded bytes to a per-subscriber list, and the hub flushes every
-list once per event-loop pass with one write per subscriber. A subscriber
-whose unsent bytes pass its bound is dropped with ``CloseReason.SLOW``.
+Fan-out never awaits a subscriber. Events delivered to a room are queued on
+the room; once per event-loop pass the hub flushes each room: the queued
+events are joined into one byte string per wire format, and each subscriber
+gets that string in one write. A subscriber whose unsent bytes pass its bound
+is dropped with ``CloseReason.SLOW``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ class Subscriber:
         "_held",
         "_max_buffer",
         "_on_close",
-        "_pending",
-        "_schedule",
         "_wire",
         "close_reason",
         "left",
@@ -64,7 +63,6 @@ class Subscriber:
         member: Member,
         room: Room,
         max_buffer: int,
-        schedule: Callable[[Subscriber], None],
         on_close: Callable[[Subscriber], None],
     ) -> None:
         self.sink = sink
@@ -78,24 +76,45 @@ class Subscriber:
         # the history read already saw (stored, but not yet broadcast when
         # the read ran) and must not be sent twice.
         self._floor: tuple[int, int] | None = None
-        self._pending: list[bytes] = []
         self._max_buffer = max_buffer
-        self._schedule = schedule
         self._on_close = on_close
         self.left = True  # no presence to leave until the hub has joined it
 
-    def offer(self, event: Event) -> None:
-        if self.state is SubState.LIVE:
-            if self._floor is not None and event.id is not None:
-                if parse_id(event.id) <= self._floor:
-                    return
-                self._floor = None
-            pending = self._pending
-            pending.append(event.encoded(self._wire))
-            if len(pending) == 1:
-                self._schedule(self)
-        elif self.state is SubState.SYNCING:
-            self._held.append(event)
+    @property
+    def wire(self) -> Wire:
+        return self._wire
+
+    def write(self, data: bytes) -> None:
+        """Hand bytes to the transport; drop the subscriber if it is behind."""
+        try:
+            unsent = self.sink.write(data)
+        except ConnectionError:
+            self.close(CloseReason.GONE)
+            return
+        if unsent > self._max_buffer:
+            self.close(CloseReason.SLOW)
+
+    def offer(self, events: list[Event]) -> int:
+        """The slow path of a flush: hold while syncing, skip replayed ids."""
+        if self.state is SubState.SYNCING:
+            self._held.extend(events)
+            return 0
+        if self.state is not SubState.LIVE:
+            return 0
+        floor = self._floor
+        if floor is not None:
+            kept = []
+            for ev in events:
+                if ev.id is None or floor is None:
+                    kept.append(ev)
+                elif parse_id(ev.id) > floor:
+                    kept.append(ev)
+                    floor = None
+            self._floor = floor
+            events = kept
+        if events:
+            self.write(b"".join(ev.encoded(self._wire) for ev in events))
+        return len(events)
 
     def go_live(self, first: list[Event], since: str | None) -> None:
         """Send ``first`` (gap notice, replay), then what arrived meanwhile."""
@@ -111,28 +130,10 @@ class Subscriber:
                 events.append(ev)
         self._held = []
         self.state = SubState.LIVE
-        for ev in events:
-            self.offer(ev)
         if last != (-1, -1):
             self._floor = last
-
-    def flush(self) -> int:
-        """Write what is pending in one write; return how many events it held."""
-        pending = self._pending
-        count = len(pending)
-        if not count or self.state is not SubState.LIVE:
-            pending.clear()
-            return 0
-        data = pending[0] if count == 1 else b"".join(pending)
-        pending.clear()
-        try:
-            unsent = self.sink.write(data)
-        except ConnectionError:
-            self.close(CloseReason.GONE)
-            return 0
-        if unsent > self._max_buffer:
-            self.close(CloseReason.SLOW)
-        return count
+        if events:
+            self.write(b"".join(ev.encoded(self._wire) for ev in events))
 
     def close(self, reason: CloseReason) -> None:
         """Stop delivery at once and ask the transport to close."""
@@ -140,7 +141,6 @@ class Subscriber:
             return
         self.state = SubState.CLOSED
         self.close_reason = reason
-        self._pending.clear()
         self._held = []
         self.room.remove(self)
         self.sink.close(reason)
@@ -148,13 +148,14 @@ class Subscriber:
 
 
 class Room:
-    """The subscribers of one room in this process."""
+    """The subscribers of one room in this process, and its queued events."""
 
-    __slots__ = ("name", "subscribers")
+    __slots__ = ("name", "pending", "subscribers")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.subscribers: dict[Subscriber, None] = {}
+        self.pending: list[Event] = []
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers[sub] = None
@@ -162,9 +163,26 @@ class Room:
     def remove(self, sub: Subscriber) -> None:
         self.subscribers.pop(sub, None)
 
-    def fanout(self, event: Event) -> None:
-        for sub in self.subscribers:
-            sub.offer(event)
+    def flush(self) -> int:
+        """Write the queued events to every subscriber; return deliveries."""
+        events, self.pending = self.pending, []
+        if not events:
+            return 0
+        count = len(events)
+        joined: dict[int, bytes] = {}
+        delivered = 0
+        live = SubState.LIVE
+        for sub in list(self.subscribers):
+            if sub.state is live and sub._floor is None:
+                wire = sub._wire
+                data = joined.get(id(wire))
+                if data is None:
+                    data = joined[id(wire)] = b"".join(ev.encoded(wire) for ev in events)
+                sub.write(data)
+                delivered += count
+            else:
+                delivered += sub.offer(events)
+        return delivered
 
     def __len__(self) -> int:
         return len(self.subscribers)

@@ -38,12 +38,15 @@ class SseSink:
 
     def __init__(self, resp: EventSourceResponse, request: web.Request) -> None:
         self._resp = resp
-        self._transport = request.transport
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("the client went away before the stream started")
+        self._transport = transport
         self.close_reason: CloseReason | None = None
 
     def write(self, data: bytes) -> int:
         t = self._transport
-        if t is None or t.is_closing():
+        if t.is_closing():
             raise ConnectionResetError("event stream closed")
         t.write(b"%x\r\n%b\r\n" % (len(data), data))
         return t.get_write_buffer_size()
@@ -52,7 +55,7 @@ class SseSink:
         if self.close_reason is not None:
             return
         self.close_reason = reason
-        if reason is CloseReason.SLOW and self._transport is not None:
+        if reason is CloseReason.SLOW:
             # The peer is not reading: a graceful end would wait behind the
             # unsent backlog, so cut the connection. EventSource reconnects
             # with Last-Event-ID and resumes.

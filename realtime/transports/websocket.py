@@ -48,14 +48,17 @@ class WebSocketSink:
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
-        self._transport = request.transport
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("the client went away before the stream started")
+        self._transport = transport
         self.close_reason: CloseReason | None = None
         self._closer: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
 
     def write(self, data: bytes) -> int:
         t = self._transport
-        if t is None or t.is_closing() or self._ws.closed:
+        if t.is_closing() or self._ws.closed:
             raise ConnectionResetError("websocket closed")
         t.write(data)
         return t.get_write_buffer_size()
@@ -73,8 +76,7 @@ class WebSocketSink:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._ws.close(code=CLOSE_CODES[reason], message=reason.value.encode())
         except (TimeoutError, ConnectionError):
-            if self._transport is not None:
-                self._transport.abort()
+            self._transport.abort()
 
 
 def _ws_response(request: web.Request) -> web.WebSocketResponse:
