@@ -23,11 +23,14 @@ RETRY_MS = 1000
 
 
 class SseWire:
-    """``id:``/``event:``/``data:`` block; JSON never contains a newline."""
+    """``id:``/``event:``/``data:`` block (JSON never contains a newline),
+    already framed as one HTTP chunk: the same bytes for every subscriber,
+    and several of them joined are still a valid chunked body."""
 
     def encode(self, event: Event) -> bytes:
         head = f"id: {event.id}\n" if event.id is not None else ""
-        return f"{head}event: {event.kind}\ndata: {event.json}\n\n".encode()
+        block = f"{head}event: {event.kind}\ndata: {event.json}\n\n".encode()
+        return b"%x\r\n%b\r\n" % (len(block), block)
 
 
 WIRE = SseWire()
@@ -48,7 +51,7 @@ class SseSink:
         t = self._transport
         if t.is_closing():
             raise ConnectionResetError("event stream closed")
-        t.write(b"%x\r\n%b\r\n" % (len(data), data))
+        t.write(data)
         return t.get_write_buffer_size()
 
     def close(self, reason: CloseReason) -> None:
