@@ -185,14 +185,23 @@ async def test_message_text_is_shown_literally_and_never_run(
     assert pages.dialogs == []
 
 
-async def test_chat_at_phone_width_fits_and_sends(pages: Pages) -> None:
+async def test_chat_at_phone_width_fits_and_sends(
+    pages: Pages, client: TestClient[Any, Any]
+) -> None:
+    for i in range(30):  # more than a phone screen holds
+        await post(client, "phone", f"earlier {i}", "someone")
     page = await pages.open("/?room=phone", width=390, height=844)
     await connected(page, "WebSocket")
     await page.fill("#text", "from a phone")
     await page.click("#composer button")
-    await expect(page.locator(".message .text")).to_have_text(["from a phone"])
+    await expect(page.locator(".message .text").last).to_have_text("from a phone")
     await expect(page.locator("#composer button")).to_be_in_viewport()
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    # A long history scrolls inside the list: it never covers the settings.
+    settings = await page.locator(".settings").bounding_box()
+    messages = await page.locator("#messages").bounding_box()
+    assert settings and messages and messages["y"] >= settings["y"] + settings["height"] - 1
+    await expect(page.locator(".switch")).to_be_visible()
 
 
 # -- the compare page -------------------------------------------------------
