@@ -134,15 +134,22 @@ async def answer_pings(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
 
 
+# Root's tools live in sbin, which a CI job's PATH may leave out.
+IPTABLES = shutil.which(
+    "iptables", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+)
+
+
 def iptables(*args: str) -> None:
-    subprocess.run(["iptables", "-w", "5", *args], check=True, capture_output=True, timeout=10)
+    assert IPTABLES, "needs iptables (make system-deps installs it)"
+    subprocess.run([IPTABLES, "-w", "5", *args], check=True, capture_output=True, timeout=10)
 
 
 @asynccontextmanager
 async def vanished(port: int) -> AsyncIterator[None]:
     """Every packet to or from local ``port`` is dropped: the peer is gone
     without a FIN or RST, as far as the server can tell."""
-    assert shutil.which("iptables"), "needs iptables (make system-deps installs it)"
+    assert IPTABLES, "needs iptables (make system-deps installs it)"
     assert os.geteuid() == 0, "needs root to add iptables rules"
     rules = [
         ("INPUT", "-p", "tcp", "-s", "127.0.0.1", "--dport", str(port), "-j", "DROP"),
