@@ -86,6 +86,8 @@ class Hub:
 
     async def close(self) -> None:
         self.close_all(CloseReason.SHUTDOWN)
+        if self._tasks:  # presence leaves still on their way to the broker
+            await asyncio.wait(set(self._tasks), timeout=5)
         await self.broker.close()
 
     # -- delivery -------------------------------------------------------
