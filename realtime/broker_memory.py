@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from .broker import Broker, BrokerUnavailable, Deliver, Member
@@ -25,6 +26,12 @@ class MemoryBroker(Broker):
         await self.store.close()
 
     async def publish(self, draft: Draft) -> Message:
+        # Shielded: once a message is handed to the store it is stored, so it
+        # must be delivered too, even if the sender's handler is cancelled
+        # (its client went away) while the write is in flight.
+        return await asyncio.shield(asyncio.ensure_future(self._store_and_deliver(draft)))
+
+    async def _store_and_deliver(self, draft: Draft) -> Message:
         try:
             msg = await self.store.append(draft)
         except StoreUnavailable as exc:

@@ -110,7 +110,11 @@ class Hub:
         dirty, self._dirty = self._dirty, []
         count = 0
         for room in dirty:
-            count += room.flush()
+            try:
+                count += room.flush()
+            except Exception:  # one broken room must not silence the others
+                room.pending.clear()
+                log.exception("fan-out to room %s failed", room.name)
         self.delivered += count
         if self.on_fanout is not None and count:
             self.on_fanout(time.perf_counter() - self._pass_started, count)
@@ -139,9 +143,11 @@ class Hub:
                 head = history.messages[0].id if history.messages else None
                 first.append(gap_event(room_name, since, head))
             first.extend(Event.message(m) for m in history.messages)
+            sub.left = False  # from here on, the finally must leave (joined or not)
             members = await self.broker.join(room_name, member)
-            sub.left = False
-            sub.go_live(first, since)
+            # After a gap the resume point means nothing: the floor against
+            # repeats comes from the replayed ids alone.
+            sub.go_live(first, None if history.gap else since)
             if len(members) > self.presence_limit:
                 sub.offer([presence_event(room_name, "join", member, members, self.presence_limit)])
             else:

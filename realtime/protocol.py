@@ -61,7 +61,7 @@ def parse_id(value: str) -> tuple[int, int]:
     """Sort key of a message id: ``"17"`` or a Redis stream id ``"1700-3"``."""
     head, sep, tail = value.partition("-")
     try:
-        if not head.isdigit() or (sep and not tail.isdigit()):
+        if not (value.isascii() and head.isdigit()) or (sep and not tail.isdigit()):
             raise ValueError
         return int(head), int(tail) if sep else 0
     except ValueError:

@@ -149,7 +149,7 @@ class SqliteStore(Store):
                 batch, self._batch = self._batch, []
                 try:
                     await self._run(self._write, [row for row, _ in batch])
-                except (sqlite3.Error, OSError) as exc:
+                except Exception as exc:  # every waiting sender hears of it
                     error = StoreUnavailable(f"history write failed: {exc}")
                     for _, fut in batch:
                         if not fut.done():

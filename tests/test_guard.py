@@ -122,8 +122,10 @@ async def test_private_room_refuses_missing_expired_forged_and_wrong_room_tokens
         assert (await resp.json())["type"] == "error"
         resp = await private.post(f"/rooms/team-a/messages{query}", json={"text": "x"})
         assert resp.status == status
-    history = (await (await private.get("/rooms/team-a/messages")).json())["messages"]
-    assert history == []
+        assert (await private.get(f"/rooms/team-a/messages{query}")).status == status
+    token = mint(SECRET, "ana", ["team-*"], 60)
+    resp = await private.get(f"/rooms/team-a/messages?token={token}")
+    assert (await resp.json())["messages"] == []  # nothing refused was stored
 
 
 async def test_token_names_the_user_and_spoofing_is_ignored(private: Any) -> None:
@@ -166,3 +168,24 @@ async def test_pages_carry_csp_and_nosniff(client: Any) -> None:
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     resp = await client.get("/rooms")
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_private_history_and_room_names_need_a_token(private: Any) -> None:
+    token = mint(SECRET, "ana", ["team-*"], 60)
+    resp = await private.post(
+        "/rooms/team-a/messages",
+        json={"text": "secret"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status == 201
+    assert (await private.get("/rooms/team-a/messages?since=0")).status == 401
+    resp = await private.get(f"/rooms/team-a/messages?token={token}")
+    assert [m["text"] for m in (await resp.json())["messages"]] == ["secret"]
+    names = [r["room"] for r in (await (await private.get("/rooms")).json())["rooms"]]
+    assert "team-a" not in names
+
+
+async def test_echo_counts_against_the_connection_cap(make_client: MakeClient) -> None:
+    client = await make_client(max_connections_per_ip=1)
+    async with client.ws_connect("/ws/echo"):
+        assert await upgrade_status(client, "/ws/echo") == 429

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .conftest import MakeClient
@@ -92,3 +93,17 @@ async def test_pages_are_served(client: Any) -> None:
         resp = await client.get(path)
         assert resp.status == 200 and resp.content_type == "text/html"
         assert "<html" in (await resp.text()).lower()
+
+
+async def test_odd_digits_in_limit_or_ids_are_400_not_500(client: Any) -> None:
+    for query in ["limit=%C2%B2", "since=%D9%A3"]:
+        resp = await client.get(f"/rooms/r/messages?{query}")
+        assert resp.status == 400, query
+
+
+async def test_event_stream_over_http_1_0_is_refused_clearly(client: Any) -> None:
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"GET /rooms/r/events HTTP/1.0\r\nHost: x\r\n\r\n")
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert b" 505 " in status

@@ -120,3 +120,27 @@ async def test_restart_keeps_every_acknowledged_message_once(tmp_path: Path, sto
     assert [m["id"] for m in resumed] == [str(i) for i in range(21, 61)]
     assert sorted(int(m["id"]) for m in via_sse) == sorted(int(i) for i in acked)
     assert [m["id"] for m in via_sse] == [str(i) for i in range(1, 61)]
+
+
+async def test_a_sender_that_hangs_up_mid_write_is_still_delivered(
+    make_client: Any, tmp_path: Path
+) -> None:
+    """Stored means broadcast: a POST whose client leaves while the SQLite
+    write is in flight must still reach the room's subscribers."""
+    client = await make_client(store=f"sqlite:{tmp_path / 'h.db'}", replay=0)
+    body = b'{"text":"bye","user":"u"}'
+    request = (
+        f"POST /rooms/r/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    async with client.ws_connect("/rooms/r/ws") as ws:
+        for _ in range(40):
+            _, writer = await asyncio.open_connection(client.host, client.port)
+            writer.write(request)
+            await writer.drain()
+            writer.transport.abort()  # gone before the answer
+        await asyncio.sleep(0.5)
+        history = (await (await client.get("/rooms/r/messages?limit=1000")).json())["messages"]
+        assert history, "no POST got far enough to be stored"
+        delivered = await ws_messages(ws, len(history), timeout=5)
+    assert [m["id"] for m in delivered] == [m["id"] for m in history]

@@ -205,3 +205,16 @@ async def test_large_rooms_stop_broadcasting_joins(make_client: MakeClient) -> N
                 await post(client, "big", "after c joined")
                 # a saw no join for c: its next event is the message
                 assert (await ws_json(a))["type"] == "message"
+
+
+async def test_resume_from_an_id_the_room_never_reached_gets_new_messages(
+    client: Any,
+) -> None:
+    for i in range(3):
+        await post(client, "reset", f"m{i}")
+    # e.g. a browser that resumes after the server lost its throwaway history
+    async with client.ws_connect("/rooms/reset/ws?since=100") as ws:
+        assert (await ws_json(ws))["type"] == "gap"
+        assert [m["id"] for m in await ws_messages(ws, 3)] == ["1", "2", "3"]
+        await post(client, "reset", "new")
+        assert (await ws_until(ws, "message"))["id"] == "4"

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..broker import BrokerUnavailable
 from ..protocol import ProtocolError, dumps, parse_send, validate_user
-from .common import HUB, SETTINGS, json_error, parse_target, protocol_error
+from .common import HUB, SETTINGS, json_error, protocol_error
 from .guard import GUARD
 
 
@@ -63,10 +63,13 @@ async def post_message(request: web.Request) -> web.Response:
 
 async def get_messages(request: web.Request) -> web.Response:
     """``GET /rooms/{room}/messages?since=&limit=``: history, oldest first."""
-    target = parse_target(request, request.query.get("since"))
+    target = request.app[GUARD].admit(request, request.query.get("since"))
     settings = request.app[SETTINGS]
     raw_limit = request.query.get("limit", str(settings.replay))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= settings.history_size:
+    if (
+        not (raw_limit.isascii() and raw_limit.isdigit())
+        or not 1 <= int(raw_limit) <= settings.history_size
+    ):
         raise json_error(400, "bad_limit", f"limit must be 1-{settings.history_size}")
     try:
         history = await request.app[HUB].broker.history(target.room, target.since, int(raw_limit))
@@ -83,6 +86,7 @@ async def get_messages(request: web.Request) -> web.Response:
 
 async def list_rooms(request: web.Request) -> web.Response:
     """``GET /rooms``: every known room with its member count per transport."""
+    gate = request.app[GUARD].gate
     try:
         rooms = await request.app[HUB].rooms()
     except BrokerUnavailable as exc:
@@ -92,6 +96,7 @@ async def list_rooms(request: web.Request) -> web.Response:
             "rooms": [
                 {"room": name, "members": counts, "total": sum(counts.values())}
                 for name, counts in sorted(rooms.items())
+                if not gate.is_private(name)  # private rooms are not advertised
             ]
         }
     )

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
 
 from ..broker import BrokerUnavailable, Member
 from ..protocol import Event
 from ..room import CloseReason
-from .common import HUB, SETTINGS, ConnLog, Target
+from .common import HUB, SETTINGS, ConnLog, Target, json_error
 from .guard import GUARD
 
 RETRY_MS = 1000
@@ -72,6 +72,10 @@ async def room_events(request: web.Request) -> EventSourceResponse:
     A reconnecting EventSource sends ``Last-Event-ID``, which wins over the
     ``since`` of the URL it reconnects to.
     """
+    if request.version < HttpVersion11:
+        # An unchunked stream could not be told apart from a broken one; a
+        # proxy in front needs `proxy_http_version 1.1`.
+        raise json_error(505, "http_version", "event streams need HTTP/1.1")
     since = request.headers.get("Last-Event-ID") or request.query.get("since")
     guard = request.app[GUARD]
     target = guard.admit(request, since)

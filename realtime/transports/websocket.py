@@ -168,16 +168,22 @@ async def echo_socket(
     request: web.Request, registry: MutableSet[web.WebSocketResponse]
 ) -> web.WebSocketResponse:
     """``GET /ws/echo``: replies ``ECHO: <text>`` to the sender only."""
-    request.app[GUARD].check_origin(request)
+    guard = request.app[GUARD]
+    guard.check_origin(request)
     ws = _ws_response(request)
-    await ws.prepare(request)
-    registry.add(ws)
-    try:
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await ws.send_str(f"ECHO: {msg.data}")
-            elif msg.type is WSMsgType.BINARY:
-                await _send_error(ws, "unsupported_data", "send text frames, not binary")
-    finally:
-        registry.discard(ws)
+    bucket = guard.connection_bucket()
+    async with guard.connection(request):
+        await ws.prepare(request)
+        registry.add(ws)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    if guard.take_send(request, bucket, "ws") > 0:
+                        await _send_error(ws, "rate_limited", "too many messages")
+                        continue
+                    await ws.send_str(f"ECHO: {msg.data}")
+                elif msg.type is WSMsgType.BINARY:
+                    await _send_error(ws, "unsupported_data", "send text frames, not binary")
+        finally:
+            registry.discard(ws)
     return ws
