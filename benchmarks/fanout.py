@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: WebSocket frames for the ws run, POST for the sse run",
     )
+    p.add_argument(
+        "--client",
+        choices=["raw", "aiohttp"],
+        default="raw",
+        help="subscriber implementation: raw (an asyncio.Protocol per connection, minimal "
+        "parsing, as load generators do) or aiohttp (its WebSocket and streaming clients)",
+    )
     p.add_argument("--drain", type=float, default=2.0, help="max seconds to wait after publishing")
     p.add_argument(
         "--procs", type=_positive(int), default=default_procs(), help="subscriber processes"
@@ -352,7 +359,7 @@ def start_workers(
     for index, part in enumerate(split(users, args.procs)):
         job = WorkerJob(
             index, target.base_url, room, transport, part, total, args.connect_timeout,
-            lifetime(args),
+            lifetime(args), args.client,
         )  # fmt: skip
         workers.append(children.start(f"worker-{index}", worker_main, job))
     return workers
@@ -405,7 +412,8 @@ def run_one(
     server_pids = with_descendants(target.server_pid) if target.server_pid else []
     children = Children()
     try:
-        say(f"{transport} N={n}: connecting {n} subscribers over {min(n, args.procs)} processes")
+        say(f"{transport} N={n}: connecting {n} {args.client} subscribers over "
+            f"{min(n, args.procs)} processes")  # fmt: skip
         t0 = time.monotonic()
         workers = start_workers(children, args, target, room, transport, n)
         ready = connect_all(workers, args)
@@ -495,6 +503,7 @@ def summarize(
         "transport": transport,
         "subscribers": n,
         "publish_via": via,
+        "client": args.client,
         "rate": args.rate,
         "duration": args.duration,
         "payload_bytes": args.payload_bytes,
@@ -551,6 +560,7 @@ def environment(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "client_loop": loop,
+        "client": args.client,
         "url": target.base_url,
         "started_server": args.url is None,
         "broker": args.broker or "memory",

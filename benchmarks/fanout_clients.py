@@ -8,25 +8,32 @@ worker:    -> ("ready", report)   <- ("status",) -> ("status", n_open)
 publisher: -> ("ready", None)     <- ("go",)  -> ("sent", window)          -> ("result", result)
 
 Message text carries the publisher's stamp: ``~<monotonic_ns>~<seq>~xxxx…``.
-Subscribers find it with ``str.find`` instead of decoding the JSON of every
+Subscribers find it with ``find`` instead of decoding the JSON of every
 event, because a Python client's per-frame cost is what limits the benchmark.
+For the same reason the default subscriber (``WorkerJob.client == "raw"``) is
+an ``asyncio.Protocol`` that parses WebSocket frames or the chunked SSE body
+itself; ``"aiohttp"`` uses aiohttp's clients.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import resource
 import signal
+import struct
 import time
 from array import array
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -120,6 +127,7 @@ class WorkerJob:
     total: int  # messages the publisher will send: seq 0 .. total-1
     connect_timeout: float
     lifetime: float  # hard bound on the whole process, seconds
+    client: str = "raw"  # "raw" (asyncio.Protocol per subscriber) | "aiohttp"
 
 
 @dataclass
@@ -254,6 +262,351 @@ async def _subscribe(
         sub.closed = f"{type(exc).__name__}: {exc}"[:200]
 
 
+# -- raw-socket subscribers --------------------------------------------------
+# An asyncio.Protocol per subscriber, as load generators do: no client library
+# between the socket and the stamp scan, so the client's CPU per delivery is
+# the parsing it cannot avoid.
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+JOIN_B = b'"event":"join"'
+
+
+class RawSubscriber(asyncio.Protocol):
+    """Common part: send the request, read the response head, then the body.
+
+    ``handshake`` resolves once the head checked out (or the connection
+    failed); ``done`` once the connection is gone. ``closed`` of the
+    subscription is set only when the stream ended without us closing it.
+    """
+
+    expect_status = b""
+
+    def __init__(self, sub: Subscription, lat: Latencies, request: bytes) -> None:
+        self.sub = sub
+        self.lat = lat
+        self.request = request
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.in_body = False
+        self.closing = False  # we are closing it: nothing to record
+        self.ended = False  # the server ended the stream: ignore what follows
+        loop = asyncio.get_running_loop()
+        self.handshake: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._user_b = f'"user":"{sub.user}"'.encode()
+
+    # -- asyncio.Protocol --
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        if self.in_body:
+            self.body(data, now)
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > 65536:
+                self.fail("response head too long")
+            return
+        head, rest = self.head[:end], self.head[end + 4 :]
+        self.head = b""
+        why = self.check_head(head)
+        if why is not None:
+            self.fail(why)
+            return
+        self.in_body = True
+        if not self.handshake.done():
+            self.handshake.set_result(None)
+        if rest:
+            self.body(rest, now)
+
+    def eof_received(self) -> bool | None:
+        self.stream_ended(self.eof_reason())
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closing and not self.ended:
+            self.sub.closed = (
+                f"connection lost: {type(exc).__name__}: {exc}"[:200]
+                if exc is not None
+                else self.eof_reason()
+            )
+            self.ended = True
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError(self.sub.closed or "connection lost"))
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # -- shared helpers --
+    def check_head(self, head: bytes) -> str | None:
+        status = head.split(b"\r\n", 1)[0]
+        parts = status.split(b" ", 2)
+        if len(parts) < 2 or parts[1] != self.expect_status:
+            return "HTTP " + (parts[1] if len(parts) > 1 else status).decode(errors="replace")
+        return None
+
+    def fail(self, why: str) -> None:
+        """The server's answer is not what we asked for: record and drop it."""
+        self.stream_ended(why)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def stream_ended(self, why: str) -> None:
+        if not self.closing and not self.ended:
+            self.sub.closed = why
+        self.ended = True
+
+    def eof_reason(self) -> str:
+        return "connection closed by server"
+
+    def maybe_join(self, payload: bytes) -> None:
+        """Before ready: a cheap bytes test, then the same JSON check as aiohttp's."""
+        if JOIN_B in payload and self._user_b in payload:
+            self.sub.check_join(payload)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def body(self, data: bytes, now: int) -> None:
+        raise NotImplementedError
+
+
+def ws_request(path: str, host: str, key: bytes) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def ws_accept(key: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+
+
+def ws_client_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """A masked, final client frame (control frames carry at most 125 bytes)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return header + mask + ws_mask(payload, mask)
+
+
+def ws_mask(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the 4-byte key (masking and unmasking are the same)."""
+    n = len(payload)
+    if not n:
+        return b""
+    key = int.from_bytes(mask * (n // 4 + 1), "big") >> (8 * (4 - n % 4))
+    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
+
+
+class RawWebSocket(RawSubscriber):
+    """RFC 6455 client: text frames are scanned, pings answered, close recorded."""
+
+    expect_status = b"101"
+
+    def __init__(self, sub: Subscription, lat: Latencies, path: str, host: str) -> None:
+        self.key = base64.b64encode(os.urandom(16))
+        super().__init__(sub, lat, ws_request(path, host, self.key))
+        self.buf = b""
+        self.fragments: list[bytes] | None = None  # a fragmented text message so far
+
+    def check_head(self, head: bytes) -> str | None:
+        why = super().check_head(head)
+        if why is None and ws_accept(self.key) not in head:
+            why = "bad Sec-WebSocket-Accept"
+        return why
+
+    def eof_reason(self) -> str:
+        return "websocket closed by server, code None"
+
+    def body(self, data: bytes, now: int) -> None:
+        if self.ended:
+            return
+        buf = self.buf + data if self.buf else data
+        size = len(buf)
+        pos = 0
+        while size - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            n = b1 & 0x7F
+            start = pos + 2
+            if n == 126:
+                if size - start < 2:
+                    break
+                n = int.from_bytes(buf[start : start + 2], "big")
+                start += 2
+            elif n == 127:
+                if size - start < 8:
+                    break
+                n = int.from_bytes(buf[start : start + 8], "big")
+                start += 8
+            if b1 & 0x80:  # servers must not mask; read it anyway
+                if size - start < 4:
+                    break
+                mask = buf[start : start + 4]
+                start += 4
+            else:
+                mask = b""
+            end = start + n
+            if end > size:
+                break
+            payload = buf[start:end]
+            if mask:
+                payload = ws_mask(payload, mask)
+            pos = end
+            self.frame(b0, payload, now)
+            if self.ended:
+                return
+        self.buf = buf[pos:] if pos < size else b""
+
+    def frame(self, b0: int, payload: bytes, now: int) -> None:
+        opcode = b0 & 0x0F
+        fin = b0 & 0x80
+        if opcode == 0x1 or opcode == 0x0:
+            if opcode == 0x1 and fin:
+                self.text(payload, now)
+            elif opcode == 0x1:
+                self.fragments = [payload]
+            elif self.fragments is not None:
+                self.fragments.append(payload)
+                if fin:
+                    whole = b"".join(self.fragments)
+                    self.fragments = None
+                    self.text(whole, now)
+        elif opcode == 0x9:
+            if self.transport is not None and not self.closing:
+                self.transport.write(ws_client_frame(0xA, payload))
+        elif opcode == 0x8:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            self.stream_ended(f"websocket closed by server, code {code}")
+            if self.transport is not None:
+                self.transport.write(ws_client_frame(0x8, payload[:2]))
+                self.transport.close()
+        # binary (0x2) and pong (0xA): nothing to do
+
+    def text(self, payload: bytes, now: int) -> None:
+        sub = self.sub
+        if MARK_B in payload:
+            sub.scan(payload, MARK_B, b"~", now, self.lat)
+        elif not sub.ready.is_set():
+            self.maybe_join(payload)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closing and not self.ended:
+            self.transport.write(ws_client_frame(0x8, (1000).to_bytes(2, "big")))
+        super().close()
+
+
+class RawEventSource(RawSubscriber):
+    """HTTP/1.1 chunked ``text/event-stream``: event blocks are scanned."""
+
+    expect_status = b"200"
+
+    def __init__(self, sub: Subscription, lat: Latencies, path: str, host: str) -> None:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+            "Cache-Control: no-cache\r\n\r\n"
+        ).encode()
+        super().__init__(sub, lat, request)
+        self.chunked = True
+        self.raw = b""  # unparsed chunked framing
+        self.need = -1  # bytes of chunk data still to come; -1: a size line is next
+        self.trail = 0  # bytes of the CRLF after chunk data still to come
+        self.events = b""  # event-stream text not yet ending in a blank line
+
+    def check_head(self, head: bytes) -> str | None:
+        why = super().check_head(head)
+        if why is None:
+            self.chunked = b"\r\ntransfer-encoding: chunked" in head.lower()
+        return why
+
+    def eof_reason(self) -> str:
+        return "event stream ended by server"
+
+    def body(self, data: bytes, now: int) -> None:
+        if self.ended:
+            return
+        if self.chunked:
+            data = self.dechunk(data)
+        if data:
+            self.event_text(data, now)
+
+    def dechunk(self, data: bytes) -> bytes:
+        """The chunk data in ``data`` (after what was left over), in order.
+
+        State between calls: ``need`` bytes of chunk data still to come (-1: a
+        size line is next), ``trail`` bytes of the CRLF after the data.
+        """
+        buf = self.raw + data if self.raw else data
+        size = len(buf)
+        pos = 0
+        need, trail = self.need, self.trail
+        out: list[bytes] = []
+        while pos < size:
+            if trail:
+                if trail == 2 and size - pos >= 2:
+                    ok = buf[pos] == 13 and buf[pos + 1] == 10
+                    pos, trail = pos + 2, 0
+                else:
+                    ok = buf[pos] == b"\r\n"[2 - trail]
+                    pos, trail = pos + 1, trail - 1
+                if not ok:
+                    self.fail("chunk data not followed by CRLF")
+                    return b""
+                continue
+            if need < 0:  # "<hex>[;extension]\r\n"
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if size - pos > 1024:
+                        self.fail("chunk size line too long")
+                        return b""
+                    break
+                try:
+                    need = int(buf[pos:eol].split(b";", 1)[0], 16)
+                except ValueError:
+                    need = -2
+                if need < 0:
+                    self.fail(f"bad chunk size line {bytes(buf[pos:eol])[:40]!r}")
+                    return b""
+                pos = eol + 2
+                if need == 0:  # the last chunk: the stream is over (trailers do not matter)
+                    self.stream_ended("event stream ended by server")
+                    if self.transport is not None:
+                        self.transport.close()
+                    self.raw = b""
+                    return b"".join(out)
+            take = min(need, size - pos)
+            out.append(buf[pos : pos + take])
+            pos += take
+            need -= take
+            if need == 0:
+                need, trail = -1, 2
+        self.need, self.trail = need, trail
+        self.raw = buf[pos:] if pos < size else b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def event_text(self, data: bytes, now: int) -> None:
+        buf = self.events + data if self.events else data
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self.events = buf
+            return
+        block, self.events = buf[:end], buf[end + 2 :]
+        if not self.sub.ready.is_set() and JOIN_B in block:
+            _sse_blocks_before_ready(self.sub, block)
+        if MARK_B in block:
+            self.sub.scan(block, MARK_B, b"~", now, self.lat)
+
+
 async def _wait_ready(
     subs: list[Subscription], tasks: list[asyncio.Task[None]], timeout: float
 ) -> None:
@@ -311,23 +664,68 @@ async def _serve_commands(conn: Connection, subs: list[Subscription], lat: Laten
             return
 
 
+async def _subscribe_raw(
+    job: WorkerJob, sub: Subscription, sem: asyncio.Semaphore, lat: Latencies
+) -> None:
+    """One raw-socket subscriber, from connect to the end of its stream."""
+    parts = urlsplit(job.base_url)
+    proto: RawSubscriber | None = None
+    try:
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the raw client speaks plain http only, not {job.base_url!r}")
+        kind = "ws" if job.transport == "ws" else "events"
+        path = f"/rooms/{quote(job.room, safe='')}/{kind}?user={quote(sub.user, safe='')}"
+        cls = RawWebSocket if job.transport == "ws" else RawEventSource
+        proto = cls(sub, lat, path, parts.netloc)
+        loop = asyncio.get_running_loop()
+        async with sem, asyncio.timeout(job.connect_timeout):
+            await loop.create_connection(lambda: proto, parts.hostname, parts.port or 80)
+            await proto.handshake
+        await proto.done
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if sub.closed is None:
+            sub.closed = f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        if proto is not None:
+            proto.close()
+
+
+async def _run_subscribers(
+    conn: Connection,
+    job: WorkerJob,
+    subs: list[Subscription],
+    lat: Latencies,
+    subscribe: Callable[[Subscription, asyncio.Semaphore], Coroutine[Any, Any, None]],
+) -> None:
+    sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    tasks = [asyncio.create_task(subscribe(s, sem)) for s in subs]
+    try:
+        await _wait_ready(subs, tasks, job.connect_timeout)
+        tell(conn, ("ready", _ready_report(subs)))
+        await _serve_commands(conn, subs, lat)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=5)
+
+
 async def _worker(conn: Connection, job: WorkerJob) -> None:
     lat = Latencies(job.total)
     subs = [Subscription(u, bytearray(job.total)) for u in job.users]
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, connect=job.connect_timeout, sock_read=None)
     async with asyncio.timeout(job.lifetime):
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
-            tasks = [asyncio.create_task(_subscribe(session, job, s, sem, lat)) for s in subs]
-            try:
-                await _wait_ready(subs, tasks, job.connect_timeout)
-                tell(conn, ("ready", _ready_report(subs)))
-                await _serve_commands(conn, subs, lat)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.wait(tasks, timeout=5)
+        if job.client == "aiohttp":
+            connector = aiohttp.TCPConnector(limit=0)
+            timeout = aiohttp.ClientTimeout(total=None, connect=job.connect_timeout, sock_read=None)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                await _run_subscribers(
+                    conn, job, subs, lat, lambda s, sem: _subscribe(session, job, s, sem, lat)
+                )
+        else:
+            await _run_subscribers(
+                conn, job, subs, lat, lambda s, sem: _subscribe_raw(job, s, sem, lat)
+            )
 
 
 def worker_main(conn: Connection, job: WorkerJob) -> None:

@@ -4,7 +4,7 @@
     python benchmarks/fanout_summary.py --compare before-*.json -- after-*.json
 
 Every figure of the table is the median of that figure over the files given
-(one value per file for each transport, N and rate). With ``--compare``, a
+(one value per file for each transport, N, rate and client kind). With ``--compare``, a
 second table gives after/before ratios of the medians (below 1 is better for
 latency and CPU, above 1 for deliveries/s).
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fanout_report import COLUMNS, figure, format_table
 
-Key = tuple[str, float, int, str]  # transport, rate, N, publish_via
+Key = tuple[str, float, int, str, str]  # transport, rate, N, publish_via, client
 
 
 def load_runs(paths: list[str]) -> dict[Key, list[dict[str, Any]]]:
@@ -31,7 +31,10 @@ def load_runs(paths: list[str]) -> dict[Key, list[dict[str, Any]]]:
     for path in paths:
         with open(path) as f:
             for run in json.load(f)["runs"]:
-                key = (run["transport"], run["rate"], run["subscribers"], run["publish_via"])
+                key = (
+                    run["transport"], run["rate"], run["subscribers"], run["publish_via"],
+                    run.get("client", "aiohttp"),  # files from before --client: aiohttp
+                )  # fmt: skip
                 grouped[key].append(run)
     return grouped
 
@@ -61,12 +64,12 @@ def tables(grouped: dict[Key, list[dict[str, Any]]]) -> dict[Key, dict[str, Any]
 
 
 def print_tables(medians: dict[Key, dict[str, Any]], title: str, ratios: bool = False) -> None:
-    by_table: dict[tuple[str, float, str], list[dict[str, Any]]] = defaultdict(list)
-    for (transport, rate, _, via), run in medians.items():
-        by_table[(transport, rate, via)].append(run)
-    for (transport, rate, via), runs in by_table.items():
+    by_table: dict[tuple[str, float, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for (transport, rate, _, via, client), run in medians.items():
+        by_table[(transport, rate, via, client)].append(run)
+    for (transport, rate, via, client), runs in by_table.items():
         counts = ",".join(str(r.get("runs", "-")) for r in runs)
-        print(f"{title}: {rate:g} msg/s, runs per row {counts}")
+        print(f"{title}: {rate:g} msg/s, {client} client, runs per row {counts}")
         print(format_table(transport, runs, via, ratios))
         print()
 
@@ -87,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     after = tables(load_runs(raw[cut + 1 :]))
     print_tables(before, "before (median)")
     print_tables(after, "after (median)")
-    ratios = {k: ratio_run(before[k], after[k]) for k in after if k in before}
+    # The same client kind first; else any, so that raw can be compared with aiohttp.
+    loose = {k[:4]: v for k, v in before.items()}
+    ratios = {
+        k: ratio_run(before.get(k) or loose[k[:4]], after[k]) for k in after if k[:4] in loose
+    }
     print_tables(ratios, "after / before", ratios=True)
     return 0
 
