@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=20.0,
         help="max seconds to wait for the join wave (presence) to go quiet before publishing",
     )
+    p.add_argument(
+        "--stalled",
+        type=int,
+        default=0,
+        help="extra subscribers per run that connect and never read (slow-consumer isolation)",
+    )
     p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="latency CDFs per transport (matplotlib)")
     p.add_argument("--url", help="benchmark a running server, e.g. http://127.0.0.1:8080")
@@ -323,6 +329,41 @@ class Target:
     server_pid: int | None
 
 
+def open_stalled(base_url: str, room: str, transport: str, k: int) -> list[socket.socket]:
+    """``k`` connections with a tiny receive buffer whose owner never reads."""
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    socks = []
+    for i in range(k):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, port))
+        path = f"/rooms/{room}/{'ws' if transport == 'ws' else 'events'}?user=stalled-{i}"
+        key = secrets.token_urlsafe(16)[:22] + "=="
+        upgrade = (
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            if transport == "ws"
+            else "Accept: text/event-stream\r\n"
+        )
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{upgrade}\r\n".encode())
+        socks.append(sock)
+    return socks
+
+
+def slow_drops(base_url: str) -> int | None:
+    """The server's count of subscribers dropped for falling behind."""
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except (OSError, urllib.error.URLError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("realtime_slow_consumers_dropped_total "):
+            return int(float(line.split()[1]))
+    return None
+
+
 def split(users: list[str], parts: int) -> list[list[str]]:
     return [users[i::parts] for i in range(parts) if users[i::parts]]
 
@@ -411,6 +452,8 @@ def run_one(
     total = round(args.rate * args.duration)
     server_pids = with_descendants(target.server_pid) if target.server_pid else []
     children = Children()
+    stalled: list[socket.socket] = []
+    drops_before = slow_drops(target.base_url)
     try:
         say(f"{transport} N={n}: connecting {n} {args.client} subscribers over "
             f"{min(n, args.procs)} processes")  # fmt: skip
@@ -421,6 +464,9 @@ def run_one(
         say(f"{transport} N={n}: {ready['ready']}/{n} live in {ready['connect_s']:.1f}s")
         if ready["failed"]:
             say(f"{transport} N={n}: connect errors {ready['errors']}")
+        if args.stalled:
+            stalled = open_stalled(target.base_url, room, transport, args.stalled)
+            say(f"{transport} N={n}: {args.stalled} stalled subscribers connected, never reading")
         pjob = PublishJob(
             target.base_url, room, via, args.rate, total, args.payload_bytes,
             args.drain + 10, lifetime(args),
@@ -449,7 +495,14 @@ def run_one(
         c2 = CpuClock.read(server_pids, workers, publisher)
     finally:
         children.stop()
+        for sock in stalled:
+            sock.close()
     run = summarize(args, transport, n, via, ready, pub, results, (c0, c1, c2))
+    drops_after = slow_drops(target.base_url)
+    run["stalled"] = args.stalled
+    run["slow_consumers_dropped"] = (
+        drops_after - drops_before if drops_before is not None and drops_after is not None else None
+    )
     run["settle_s"] = settle
     run["live_at_start"] = live
     run["has_server_cpu"] = bool(server_pids)
