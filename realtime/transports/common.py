@@ -42,6 +42,14 @@ def json_error(status: int, code: str, detail: str, **headers: str) -> web.HTTPE
     return JsonError(status, code, detail, headers)
 
 
+def socket_transport(request: web.Request) -> asyncio.Transport:
+    """The connection's transport, which sinks write pre-encoded bytes to."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client went away before the stream started")
+    return transport
+
+
 def protocol_error(exc: ProtocolError) -> web.HTTPException:
     return json_error(exc.status, exc.code, exc.detail)
 

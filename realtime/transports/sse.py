@@ -16,7 +16,7 @@ from aiohttp_sse import EventSourceResponse
 from ..broker import BrokerUnavailable, Member
 from ..protocol import Event
 from ..room import CloseReason
-from .common import HUB, SETTINGS, ConnLog, Target, json_error
+from .common import HUB, SETTINGS, ConnLog, Target, json_error, socket_transport
 from .guard import GUARD
 
 RETRY_MS = 1000
@@ -41,10 +41,7 @@ class SseSink:
 
     def __init__(self, resp: EventSourceResponse, request: web.Request) -> None:
         self._resp = resp
-        transport = request.transport
-        if transport is None:
-            raise ConnectionResetError("the client went away before the stream started")
-        self._transport = transport
+        self._transport = socket_transport(request)
         self.close_reason: CloseReason | None = None
 
     def write(self, data: bytes) -> int:

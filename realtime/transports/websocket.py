@@ -12,7 +12,7 @@ from ..broker import BrokerUnavailable, Member
 from ..hub import Hub
 from ..protocol import Event, ProtocolError, dumps, parse_send_json
 from ..room import CloseReason
-from .common import CLOSING, HUB, SETTINGS, ConnLog, Target, json_error
+from .common import CLOSING, HUB, SETTINGS, ConnLog, Target, json_error, socket_transport
 from .guard import GUARD
 
 CLOSE_CODES = {
@@ -48,10 +48,7 @@ class WebSocketSink:
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
-        transport = request.transport
-        if transport is None:
-            raise ConnectionResetError("the client went away before the stream started")
-        self._transport = transport
+        self._transport = socket_transport(request)
         self.close_reason: CloseReason | None = None
         self._closer: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
