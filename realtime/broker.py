@@ -9,7 +9,8 @@ from its pub/sub listener: one delivery path in the hub, two backends.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,12 @@ class Broker(ABC):
     @abstractmethod
     async def rooms(self) -> dict[str, dict[str, int]]:
         """Room name -> member count per transport, for every known room."""
+
+
+def transport_counts(members: Iterable[Member]) -> dict[str, int]:
+    """Members per transport, as ``GET /rooms`` shows them."""
+    counts = Counter(m.transport for m in members)
+    return {"ws": counts.get("ws", 0), "sse": counts.get("sse", 0)}
 
 
 def create_broker(url: str, *, history_size: int, store_url: str = "memory") -> Broker:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 
-from .broker import Broker, BrokerUnavailable, Deliver, Member
+from .broker import Broker, BrokerUnavailable, Deliver, Member, transport_counts
 from .protocol import Draft, Event, Message
 from .store import History, Store, StoreUnavailable
 
@@ -64,6 +63,5 @@ class MemoryBroker(Broker):
         for room in self.store.rooms():
             out[room] = {"ws": 0, "sse": 0}
         for room, members in self._members.items():
-            counts = Counter(m.transport for m in members.values())
-            out[room] = {"ws": counts.get("ws", 0), "sse": counts.get("sse", 0)}
+            out[room] = transport_counts(members.values())
         return out

@@ -29,7 +29,6 @@ import os
 import secrets
 import socket
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -40,7 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .broker import Broker, BrokerUnavailable, Deliver, Member
+from .broker import Broker, BrokerUnavailable, Deliver, Member, transport_counts
 from .protocol import Draft, Event, Message, dumps, parse_id
 from .store import History
 
@@ -423,8 +422,7 @@ class RedisBroker(Broker):
         members = await self._live_members(dict(zip(names, raws, strict=True)))
         out: dict[str, dict[str, int]] = {}
         for name in names:
-            counts = Counter(m.transport for m in members[name])
-            out[name] = {"ws": counts.get("ws", 0), "sse": counts.get("sse", 0)}
+            out[name] = transport_counts(members[name])
         return out
 
     # -- heartbeat ------------------------------------------------------

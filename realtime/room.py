@@ -80,10 +80,6 @@ class Subscriber:
         self._on_close = on_close
         self.left = True  # no presence to leave until the hub has joined it
 
-    @property
-    def wire(self) -> Wire:
-        return self._wire
-
     def write(self, data: bytes) -> None:
         """Hand bytes to the transport; drop the subscriber if it is behind."""
         try:

@@ -42,8 +42,7 @@ class SqliteStore(Store):
         self._db: sqlite3.Connection | None = None
         self._last: dict[str, int] = {}  # room -> last id handed out
         self._batch: list[tuple[Row, asyncio.Future[None]]] = []
-        self._writing = False
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # commits what is queued
 
     # -- the thread's side ------------------------------------------------
     def _open(self) -> dict[str, int]:
@@ -127,8 +126,7 @@ class SqliteStore(Store):
         self._executor.shutdown(wait=True)
 
     async def append(self, draft: Draft) -> Message:
-        if self._db is None:
-            raise StoreUnavailable("the store is not open")
+        self._require()
         msg_id = self._last.get(draft.room, 0) + 1
         self._last[draft.room] = msg_id
         msg = Message(
@@ -136,30 +134,26 @@ class SqliteStore(Store):
         )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append(((msg.room, msg_id, msg.user, msg.text, msg.ts, msg.client_id), done))
-        if not self._writing:
-            self._writing = True
+        if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         await done
         return msg
 
     async def _drain(self) -> None:
         """Commit batches until none is waiting; resolve each in order."""
-        try:
-            while self._batch:
-                batch, self._batch = self._batch, []
-                try:
-                    await self._run(self._write, [row for row, _ in batch])
-                except Exception as exc:  # every waiting sender hears of it
-                    error = StoreUnavailable(f"history write failed: {exc}")
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(error)
-                    continue
+        while self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                await self._run(self._write, [row for row, _ in batch])
+            except Exception as exc:  # every waiting sender hears of it
+                error = StoreUnavailable(f"history write failed: {exc}")
                 for _, fut in batch:
                     if not fut.done():
-                        fut.set_result(None)
-        finally:
-            self._writing = False
+                        fut.set_exception(error)
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def read(self, room: str, since: str | None, limit: int) -> History:
         after = parse_id(since)[0] if since is not None else None

@@ -18,6 +18,10 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=dumps(data), status=status, content_type="application/json")
 
 
+def _too_large(limit: int) -> web.HTTPException:
+    return json_error(413, "too_large", f"the body is over {limit} bytes")
+
+
 async def post_message(request: web.Request) -> web.Response:
     """``POST /rooms/{room}/messages`` with ``{"text":…, "user":…}``: 201 + the message."""
     guard = request.app[GUARD]
@@ -28,13 +32,13 @@ async def post_message(request: web.Request) -> web.Response:
         raise json_error(415, "unsupported_media_type", "send Content-Type: application/json")
     limit = settings.max_frame_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise json_error(413, "too_large", f"the body is over {limit} bytes")
+        raise _too_large(limit)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise json_error(413, "too_large", f"the body is over {limit} bytes") from None
+        raise _too_large(limit) from None
     if len(raw) > limit:
-        raise json_error(413, "too_large", f"the body is over {limit} bytes")
+        raise _too_large(limit)
     try:
         data = json.loads(raw)
     except ValueError:
