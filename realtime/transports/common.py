@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -76,13 +77,20 @@ def parse_target(request: web.Request, since: str | None) -> Target:
 
 
 class ConnLog:
-    """One line when a connection opens and one when it closes."""
+    """One line when a connection opens and one when it closes.
+
+    Used as ``with ConnLog(…) as conn:`` around a connection's life; the
+    handler sets ``conn.why`` (and ``conn.code``) as it learns how it ended,
+    and an exception leaving the block names itself.
+    """
 
     def __init__(self, transport: str, target: Target, peer: Any) -> None:
         self.id = secrets.token_hex(3)
         self.transport = transport
         self.target = target
         self.started = time.monotonic()
+        self.why = "client closed"
+        self.code: int | None = None
         event(
             log,
             "connect",
@@ -93,6 +101,18 @@ class ConnLog:
             peer=peer,
             since=target.since or "-",
         )
+
+    def __enter__(self) -> ConnLog:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is asyncio.CancelledError:
+            self.why = "client gone"
+        elif kind is not None:
+            self.why = kind.__name__
+        self.closed(self.why, self.code)
 
     def closed(self, why: str, code: int | None = None) -> None:
         event(

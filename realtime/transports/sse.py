@@ -8,8 +8,6 @@ delivery costs one buffer write instead of a per-subscriber ``send()``.
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
 
@@ -91,23 +89,14 @@ async def _stream(request: web.Request, target: Target) -> EventSourceResponse:
     )
     await resp.prepare(request)
     await resp.write(b"retry: %d\n\n" % RETRY_MS)  # also sends the headers
-    conn = ConnLog("sse", target, request.remote)
-    sink = SseSink(resp, request)
-    why = "client closed"
-    try:
+    with ConnLog("sse", target, request.remote) as conn:
+        sink = SseSink(resp, request)
         member = Member(conn.id, target.user, "sse")
-        async with hub.join(target.room, member, sink, target.since):
-            await resp.wait()
-        if sink.close_reason is not None:
-            why = sink.close_reason.name.lower()
-    except BrokerUnavailable as exc:
-        why = f"history unavailable: {exc}"
-    except asyncio.CancelledError:
-        why = "client gone"
-        raise
-    except BaseException as exc:
-        why = type(exc).__name__
-        raise
-    finally:
-        conn.closed(why)
+        try:
+            async with hub.join(target.room, member, sink, target.since):
+                await resp.wait()
+            if sink.close_reason is not None:
+                conn.why = sink.close_reason.name.lower()
+        except BrokerUnavailable as exc:
+            conn.why = f"history unavailable: {exc}"
     return resp

@@ -106,42 +106,35 @@ async def _serve_room(request: web.Request, ws: web.WebSocketResponse, target: T
     guard = request.app[GUARD]
     max_bytes = request.app[SETTINGS].max_message_bytes
     bucket = guard.connection_bucket()
-    conn = ConnLog("ws", target, request.remote)
-    sink = WebSocketSink(ws, request)
-    member = Member(conn.id, target.user, "ws")
-    why = "client closed"
-    try:
-        async with hub.join(target.room, member, sink, target.since):
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    wait = guard.take_send(request, bucket, "ws")
-                    if wait > 0:
+    with ConnLog("ws", target, request.remote) as conn:
+        sink = WebSocketSink(ws, request)
+        member = Member(conn.id, target.user, "ws")
+        try:
+            async with hub.join(target.room, member, sink, target.since):
+                async for msg in ws:
+                    if msg.type is WSMsgType.TEXT:
+                        wait = guard.take_send(request, bucket, "ws")
+                        if wait > 0:
+                            await _rate_limited(ws, wait)
+                            continue
+                        await _handle_text(ws, hub, msg.data, target, max_bytes)
+                    elif msg.type is WSMsgType.BINARY:
                         await _send_error(
-                            ws, "rate_limited", f"too many messages; retry in {wait:.1f} s"
+                            ws, "unsupported_data", "send JSON text frames, not binary"
                         )
-                        continue
-                    await _handle_text(ws, hub, msg.data, target, max_bytes)
-                elif msg.type is WSMsgType.BINARY:
-                    await _send_error(ws, "unsupported_data", "send JSON text frames, not binary")
-                elif msg.type is WSMsgType.ERROR:
-                    why = f"protocol error: {ws.exception()}"
-                    break
-        if sink.close_reason is not None:
-            why = sink.close_reason.name.lower()
-        elif ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
-            why = "message too big"
-    except BrokerUnavailable as exc:
-        why = f"history unavailable: {exc}"
-        await _send_error(ws, "unavailable", f"history unavailable, reconnect later: {exc}")
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"history unavailable")
-    except asyncio.CancelledError:
-        why = "client gone"
-        raise
-    except BaseException as exc:
-        why = type(exc).__name__
-        raise
-    finally:
-        conn.closed(why, ws.close_code)
+                    elif msg.type is WSMsgType.ERROR:
+                        conn.why = f"protocol error: {ws.exception()}"
+                        break
+            if sink.close_reason is not None:
+                conn.why = sink.close_reason.name.lower()
+            elif ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+                conn.why = "message too big"
+        except BrokerUnavailable as exc:
+            conn.why = f"history unavailable: {exc}"
+            await _send_error(ws, "unavailable", f"history unavailable, reconnect later: {exc}")
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"history unavailable")
+        finally:
+            conn.code = ws.close_code
 
 
 async def _handle_text(
@@ -154,6 +147,10 @@ async def _handle_text(
         await _send_error(ws, exc.code, exc.detail)
     except BrokerUnavailable as exc:
         await _send_error(ws, "unavailable", f"message not stored: {exc}")
+
+
+async def _rate_limited(ws: web.WebSocketResponse, wait: float) -> None:
+    await _send_error(ws, "rate_limited", f"too many messages; retry in {wait:.1f} s")
 
 
 async def _send_error(ws: web.WebSocketResponse, code: str, detail: str) -> None:
@@ -175,8 +172,9 @@ async def echo_socket(
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
-                    if guard.take_send(request, bucket, "ws") > 0:
-                        await _send_error(ws, "rate_limited", "too many messages")
+                    wait = guard.take_send(request, bucket, "ws")
+                    if wait > 0:
+                        await _rate_limited(ws, wait)
                         continue
                     await ws.send_str(f"ECHO: {msg.data}")
                 elif msg.type is WSMsgType.BINARY:
