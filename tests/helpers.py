@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def post(client: Any, room: str, text: str, user: str = "poster") -> dict[str, Any]:
+    resp = await client.post(f"/rooms/{room}/messages", json={"text": text, "user": user})
+    assert resp.status == 201, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data
 
 
 @dataclass

@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def raw_ping(port: int, timeout: float = 0.2) -> bool:

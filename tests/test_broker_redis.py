@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient
 from realtime import Settings, create_app
 from realtime.broker import BrokerUnavailable
 from realtime.broker_redis import RedisBroker, members_key
+from realtime.protocol import parse_id
 
-from .helpers import SseReader, ws_json, ws_messages, ws_until
+from .helpers import SseReader, free_port, post, ws_json, ws_messages, ws_until
 from .redis_server import RedisServer, durable_redis, redis_server
 
 __all__ = ["durable_redis", "redis_server"]
@@ -41,18 +42,6 @@ def make_instance(aiohttp_client: Any) -> MakeInstance:
 @pytest.fixture
 async def pair(redis_server: RedisServer, make_instance: MakeInstance) -> tuple[Client, Client]:
     return await make_instance(redis_server.url), await make_instance(redis_server.url)
-
-
-async def post(client: Client, room: str, text: str, user: str = "poster") -> dict[str, Any]:
-    resp = await client.post(f"/rooms/{room}/messages", json={"text": text, "user": user})
-    assert resp.status == 201, await resp.text()
-    data: dict[str, Any] = await resp.json()
-    return data
-
-
-def key(msg_id: str) -> tuple[int, int]:
-    ms, _, seq = msg_id.partition("-")
-    return int(ms), int(seq)
 
 
 async def test_two_instances_share_a_room_both_ways_both_transports(
@@ -93,7 +82,7 @@ async def test_two_instances_share_a_room_both_ways_both_transports(
         sse_b.resp.close()
     orders = [[(m["id"], m["text"]) for m in got] for got in seen]
     assert orders[0] == orders[1] == orders[2] == orders[3]
-    ids = [key(m_id) for m_id, _ in orders[0]]
+    ids = [parse_id(m_id) for m_id, _ in orders[0]]
     assert ids == sorted(ids) and len(set(ids)) == 60
     texts = {t for _, t in orders[0]}
     assert texts == {f"{tag}{i}" for tag in ("wsA", "wsB", "pA", "pB") for i in range(15)}
@@ -203,7 +192,7 @@ async def test_resume_past_trimmed_history_or_unknown_id_says_gap(
         assert gap["type"] == "gap" and gap["since"] == first["id"]
         got = await ws_messages(ws, 5)
         assert got[-1]["id"] == last["id"] and len({m["id"] for m in got}) == 5
-    ahead = f"{key(last['id'])[0] + 10_000}-0"
+    ahead = f"{parse_id(last['id'])[0] + 10_000}-0"
     async with a.ws_connect(f"/rooms/g/ws?since={ahead}") as ws:
         assert (await ws_json(ws))["type"] == "gap"
     async with a.ws_connect("/rooms/never-used/ws?since=5-0") as ws:
@@ -211,7 +200,6 @@ async def test_resume_past_trimmed_history_or_unknown_id_says_gap(
 
 
 async def test_unreachable_redis_at_start_is_a_clear_error() -> None:
-    from .redis_server import free_port
 
     broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0", history_size=10)
     with pytest.raises(BrokerUnavailable, match="unreachable"):
@@ -285,7 +273,7 @@ async def test_redis_restart_while_publishing_loses_nothing_acknowledged(
             if data["type"] == "message":
                 got.append(data["id"])
     await live.close()
-    assert len(got) == len(set(got)) and got == sorted(got, key=key)
+    assert len(got) == len(set(got)) and got == sorted(got, key=parse_id)
     assert set(acked) - {start["id"]} <= set(got)
     # A client resuming from the first id gets every acknowledged one once.
     async with b.ws_connect(f"/rooms/x/ws?user=re&since={start['id']}") as ws:
@@ -296,7 +284,7 @@ async def test_redis_restart_while_publishing_loses_nothing_acknowledged(
                 assert data["type"] != "gap", data
                 if data["type"] == "message":
                     resumed.append(data["id"])
-    assert len(resumed) == len(set(resumed)) and resumed == sorted(resumed, key=key)
+    assert len(resumed) == len(set(resumed)) and resumed == sorted(resumed, key=parse_id)
     assert set(acked) - {start["id"]} <= set(resumed)
     health = await a.get("/healthz")
     assert health.status == 200

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from .conftest import MakeClient
-from .test_websocket import post
+from .helpers import post
 
 
 async def test_post_returns_201_with_the_stored_message(client: Any) -> None:

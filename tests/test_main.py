@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import aiohttp
 
-from .helpers import SseReader, ws_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from .helpers import SseReader, free_port, ws_until
 
 
 async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:

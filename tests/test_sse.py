@@ -6,8 +6,7 @@ import asyncio
 from typing import Any
 
 from .conftest import MakeClient
-from .helpers import SseReader, ws_messages, ws_until
-from .test_websocket import post
+from .helpers import SseReader, post, ws_messages, ws_until
 
 
 async def open_stream(client: Any, url: str, **headers: str) -> SseReader:

@@ -17,8 +17,8 @@ from realtime.protocol import Draft
 from realtime.store import MemoryStore, Store
 from realtime.store_sqlite import SqliteStore
 
-from .helpers import SseReader, ws_messages
-from .test_main import free_port, wait_healthy
+from .helpers import SseReader, free_port, ws_messages
+from .test_main import wait_healthy
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, BrowserContext, Dialog, Page, async_playwright, expect
 
 from .conftest import MakeClient
+from .helpers import post
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -114,13 +115,6 @@ async def set_name(page: Page, name: str) -> None:
 
 async def connected(page: Page, transport: str) -> None:
     await expect(page.locator("#status")).to_have_text(f"connected · {transport}")
-
-
-async def post(client: TestClient[Any, Any], room: str, text: str, user: str) -> dict[str, Any]:
-    resp = await client.post(f"/rooms/{room}/messages", json={"text": text, "user": user})
-    assert resp.status == 201, await resp.text()
-    data: dict[str, Any] = await resp.json()
-    return data
 
 
 # -- the chat page ----------------------------------------------------------

@@ -10,14 +10,7 @@ import aiohttp
 from aiohttp import WSMsgType
 
 from .conftest import MakeClient
-from .helpers import ws_json, ws_messages, ws_until
-
-
-async def post(client: Any, room: str, text: str, user: str = "poster") -> dict[str, Any]:
-    resp = await client.post(f"/rooms/{room}/messages", json={"text": text, "user": user})
-    assert resp.status == 201, await resp.text()
-    data: dict[str, Any] = await resp.json()
-    return data
+from .helpers import post, ws_json, ws_messages, ws_until
 
 
 async def test_send_and_receive_own_message_with_client_id(client: Any) -> None:

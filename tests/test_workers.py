@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .helpers import SseReader, ws_json, ws_until
-from .redis_server import RedisServer, free_port, redis_server
+from .helpers import SseReader, free_port, ws_json, ws_until
+from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
 
