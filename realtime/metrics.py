@@ -7,13 +7,13 @@ histogram fed once per flush pass.
 
 from __future__ import annotations
 
-from collections import Counter as Tally
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .broker import transport_counts
 from .hub import Hub
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -30,9 +30,8 @@ class HubCollector(Collector):
             "Open subscriber connections in this process",
             labels=["transport"],
         )
-        by_transport = Tally(sub.member.transport for sub in hub.subscribers())
-        for transport in ("ws", "sse"):
-            conns.add_metric([transport], by_transport.get(transport, 0))
+        for transport, count in transport_counts(s.member for s in hub.subscribers()).items():
+            conns.add_metric([transport], count)
         yield conns
         yield GaugeMetricFamily(
             "realtime_rooms", "Rooms with subscribers in this process", value=hub.room_count()
