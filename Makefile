@@ -24,11 +24,13 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/python -m realtime $(ARGS)
 
-# Debian packages the suite drives for real: redis-server, chromium, and
-# iptables (tests/test_heartbeat.py makes a peer vanish by dropping its packets).
+# Debian packages the suite drives for real: redis-server, redis-sentinel
+# (a Sentinel setup), chromium, and iptables (tests/test_heartbeat.py makes a
+# peer vanish by dropping its packets).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v redis-sentinel >/dev/null 2>&1 || missing="$$missing redis-sentinel"; \
 	PATH="$$PATH:/usr/sbin:/sbin" command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \

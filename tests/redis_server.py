@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,12 +28,24 @@ def raw_ping(port: int, timeout: float = 0.2) -> bool:
 
 
 class RedisServer:
-    """One ``redis-server`` process; :meth:`kill` and :meth:`start` again keep the port."""
+    """One ``redis-server`` process; :meth:`kill` and :meth:`start` again keep the port.
 
-    def __init__(self, workdir: Path, *, durable: bool = False) -> None:
+    ``extra`` arguments are appended (cluster mode, ``--replicaof``…); a
+    ``port`` given here is used as is, without retrying others.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        durable: bool = False,
+        extra: Sequence[str] = (),
+        port: int = 0,
+    ) -> None:
         self.workdir = workdir
         self.durable = durable
-        self.port = 0
+        self.extra = list(extra)
+        self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,11 +55,17 @@ class RedisServer:
     def _args(self) -> list[str]:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--dir", str(self.workdir), "--daemonize", "no"]
+        # A replica's first sync starts at once (Redis waits 5 s by default).
+        args += ["--repl-diskless-sync-delay", "0"]
         if self.durable:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
-        return args
+        return args + self.extra
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
         """Start on ``self.port``, or on a free port (retrying others) the first time."""
