@@ -8,17 +8,16 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from .broker import create_broker
-from .hub import Hub
+from .backends import create_backend
+from .core.hub import Hub
+from .core.room import CloseReason
 from .metrics import CONTENT_TYPE, Metrics
-from .room import CloseReason
 from .settings import Settings
-from .transports import http, sse, websocket
-from .transports.common import CLOSING, HUB, SETTINGS
+from .transports import http, poll, sse, websocket
 from .transports.guard import GUARD, Guard
+from .transports.state import CLOSING, ECHO_SOCKETS, HUB, METRICS, SETTINGS
 
-METRICS = web.AppKey("metrics", Metrics)
-ECHO_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("echo_sockets")
+TRANSPORTS = (websocket.NAME, sse.NAME, poll.NAME)
 
 
 def web_root() -> Path:
@@ -47,11 +46,12 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
 async def _close_connections(app: web.Application) -> None:
     """Close every WebSocket with 1001 and end every SSE stream."""
     app[HUB].close_all(CloseReason.SHUTDOWN)
-    sockets: set[web.WebSocketResponse] = app[ECHO_SOCKETS]
-    closing: set[asyncio.Task[None]] = app[CLOSING]
     await asyncio.gather(
-        *closing,
-        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down") for ws in sockets),
+        *app[CLOSING],
+        *(
+            ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            for ws in app[ECHO_SOCKETS]
+        ),
         return_exceptions=True,
     )
 
@@ -78,29 +78,23 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
-    broker = create_broker(
+    backend = create_backend(
         settings.broker, history_size=settings.history_size, store_url=settings.store
     )
     app[HUB] = Hub(
-        broker,
+        backend,
         replay=settings.replay,
         history_size=settings.history_size,
         max_buffer=settings.max_buffer_bytes,
         presence_limit=settings.presence_limit,
     )
-    metrics = Metrics(app[HUB])
-    app[METRICS] = metrics
+    app[METRICS] = metrics = Metrics(app[HUB], TRANSPORTS)
     app[GUARD] = Guard.from_settings(settings, metrics)
-    app.on_response_prepare.append(_security_headers)
     app[ECHO_SOCKETS] = set()
     app[CLOSING] = set()
+    app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_hub_lifecycle)
     app.on_shutdown.append(_close_connections)
-
-    async def echo(request: web.Request) -> web.WebSocketResponse:
-        sockets: set[web.WebSocketResponse] = app[ECHO_SOCKETS]
-        return await websocket.echo_socket(request, sockets)
-
     app.add_routes(
         [
             page("index.html"),
@@ -108,9 +102,10 @@ def create_app(settings: Settings | None = None) -> web.Application:
             web.get("/rooms", http.list_rooms),
             web.get("/rooms/{room}/ws", websocket.room_socket),
             web.get("/rooms/{room}/events", sse.room_events),
+            web.get("/rooms/{room}/poll", poll.room_poll),
             web.post("/rooms/{room}/messages", http.post_message),
             web.get("/rooms/{room}/messages", http.get_messages),
-            web.get("/ws/echo", echo),
+            web.get("/ws/echo", websocket.echo_socket),
             web.get("/ws", websocket.room_socket),
             web.get("/sse", sse.room_events),
             web.get("/healthz", http.healthz),

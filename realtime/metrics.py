@@ -7,21 +7,22 @@ histogram fed once per flush pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .broker import transport_counts
-from .hub import Hub
+from .core.hub import Hub
+from .core.presence import by_transport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HubCollector(Collector):
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, transports: Sequence[str]) -> None:
         self.hub = hub
+        self.transports = transports
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
@@ -30,8 +31,9 @@ class HubCollector(Collector):
             "Open subscriber connections in this process",
             labels=["transport"],
         )
-        for transport, count in transport_counts(s.member for s in hub.subscribers()).items():
-            conns.add_metric([transport], count)
+        counts = by_transport(s.member for s in hub.subscribers())
+        for transport in (*self.transports, *(t for t in counts if t not in self.transports)):
+            conns.add_metric([transport], counts.get(transport, 0))
         yield conns
         yield GaugeMetricFamily(
             "realtime_rooms", "Rooms with subscribers in this process", value=hub.room_count()
@@ -50,14 +52,14 @@ class HubCollector(Collector):
         up = GaugeMetricFamily(
             "realtime_broker_up", "1 when the broker is reachable", labels=["broker"]
         )
-        up.add_metric([hub.broker.name], 1.0 if hub.broker.healthy else 0.0)
+        up.add_metric([hub.backend.name], 1.0 if hub.healthy else 0.0)
         yield up
 
 
 class Metrics:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, transports: Sequence[str] = ()) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(HubCollector(hub))
+        self.registry.register(HubCollector(hub, transports))
         self.fanout = Histogram(
             "realtime_fanout_seconds",
             "From an event's arrival in the hub to its last socket write, per flush pass",

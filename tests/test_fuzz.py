@@ -27,8 +27,8 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from realtime.protocol import USER_MAX
-from realtime.transports.common import HUB
+from realtime.core.protocol import USER_MAX
+from realtime.transports.state import HUB
 
 from .conftest import MakeClient
 

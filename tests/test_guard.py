@@ -10,7 +10,7 @@ import aiohttp
 import jwt
 import pytest
 
-from realtime.tokens import mint
+from realtime.policy.tokens import mint
 
 from .conftest import MakeClient
 from .helpers import SseReader, ws_json, ws_until

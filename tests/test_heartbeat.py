@@ -37,7 +37,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from realtime import Settings, create_app
-from realtime.transports.common import HUB
+from realtime.transports.state import HUB
 
 from .helpers import SseReader
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtime.origin import origin_allowed, parse_allowed
+from realtime.policy.origin import origin_allowed, parse_allowed
 
 
 def allowed(origin: str | None, extra: str = "") -> bool:

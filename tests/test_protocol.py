@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from realtime.protocol import (
+from realtime.core.protocol import (
     Event,
     Message,
     ProtocolError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.ratelimit import ConnectionCap, TokenBucket, parse_rate
+from realtime.policy.ratelimit import ConnectionCap, TokenBucket, parse_rate
 
 
 def test_parse_rate() -> None:

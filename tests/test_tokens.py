@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from realtime.tokens import Gate, TokenError, mint, parse_ttl, token_from, verify
+from realtime.policy.tokens import Gate, TokenError, mint, parse_ttl, token_from, verify
 
 SECRET = "k" * 32
 

@@ -13,12 +13,34 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..core.protocol import ProtocolError, validate_room, validate_since, validate_user
 from ..metrics import Metrics
-from ..origin import origin_allowed, parse_allowed
-from ..ratelimit import ConnectionCap, Limiter, TokenBucket, parse_rate
+from ..policy.origin import origin_allowed, parse_allowed
+from ..policy.ratelimit import ConnectionCap, Limiter, TokenBucket, parse_rate
+from ..policy.tokens import Gate, Grant, TokenError, token_from
 from ..settings import Settings
-from ..tokens import Gate, Grant, TokenError, token_from
-from .common import Target, json_error, parse_target
+from .errors import json_error, protocol_error
+
+
+@dataclass(slots=True)
+class Target:
+    """Who wants to join which room, from where: parsed before any upgrade."""
+
+    room: str
+    user: str
+    since: str | None
+    user_from_token: bool = False
+
+
+def parse_target(request: web.Request, since: str | None) -> Target:
+    try:
+        return Target(
+            room=validate_room(request.match_info.get("room", "lobby")),
+            user=validate_user(request.query.get("user")),
+            since=validate_since(since),
+        )
+    except ProtocolError as exc:
+        raise protocol_error(exc) from None
 
 
 @dataclass

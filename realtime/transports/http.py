@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from aiohttp import web
 
-from ..broker import BrokerUnavailable
-from ..protocol import ProtocolError, dumps, parse_send, validate_user
-from .common import HUB, SETTINGS, json_error, protocol_error
+from ..core.ports import BrokerUnavailable
+from ..core.protocol import ProtocolError, parse_send, validate_user
+from . import sse, websocket
+from .errors import json_error, json_response, protocol_error, too_large, unavailable
 from .guard import GUARD
+from .state import HUB, SETTINGS
 
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(data), status=status, content_type="application/json")
-
-
-def _too_large(limit: int) -> web.HTTPException:
-    return json_error(413, "too_large", f"the body is over {limit} bytes")
+# Presence lists connections that stay open; a long-polling request is not one.
+MEMBER_TRANSPORTS = (websocket.NAME, sse.NAME)
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -32,13 +28,13 @@ async def post_message(request: web.Request) -> web.Response:
         raise json_error(415, "unsupported_media_type", "send Content-Type: application/json")
     limit = settings.max_frame_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
+        raise too_large(limit) from None
     if len(raw) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     try:
         data = json.loads(raw)
     except ValueError:
@@ -59,9 +55,7 @@ async def post_message(request: web.Request) -> web.Response:
     try:
         msg = await request.app[HUB].publish(draft)
     except BrokerUnavailable as exc:
-        raise json_error(
-            503, "unavailable", f"message not stored: {exc}", **{"Retry-After": "1"}
-        ) from None
+        raise unavailable(exc, "message not stored") from None
     return json_response(msg.to_dict(), status=201)
 
 
@@ -76,9 +70,9 @@ async def get_messages(request: web.Request) -> web.Response:
     ):
         raise json_error(400, "bad_limit", f"limit must be 1-{settings.history_size}")
     try:
-        history = await request.app[HUB].broker.history(target.room, target.since, int(raw_limit))
+        history = await request.app[HUB].history(target.room, target.since, int(raw_limit))
     except BrokerUnavailable as exc:
-        raise json_error(503, "unavailable", str(exc)) from None
+        raise unavailable(exc) from None
     return json_response(
         {
             "room": target.room,
@@ -94,25 +88,23 @@ async def list_rooms(request: web.Request) -> web.Response:
     try:
         rooms = await request.app[HUB].rooms()
     except BrokerUnavailable as exc:
-        raise json_error(503, "unavailable", str(exc), **{"Retry-After": "1"}) from None
-    return json_response(
-        {
-            "rooms": [
-                {"room": name, "members": counts, "total": sum(counts.values())}
-                for name, counts in sorted(rooms.items())
-                if not gate.is_private(name)  # private rooms are not advertised
-            ]
-        }
-    )
+        raise unavailable(exc) from None
+    listed = []
+    for name, counts in sorted(rooms.items()):
+        if gate.is_private(name):  # private rooms are not advertised
+            continue
+        members = {t: counts.get(t, 0) for t in MEMBER_TRANSPORTS}
+        listed.append({"room": name, "members": members, "total": sum(members.values())})
+    return json_response({"rooms": listed})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    broker = request.app[HUB].broker
-    ok = broker.healthy
+    hub = request.app[HUB]
+    ok = hub.healthy
     return json_response(
         {
             "status": "ok" if ok else "degraded",
-            "broker": broker.name,
+            "broker": hub.backend.name,
             "broker_ok": ok,
             "pid": os.getpid(),
         },

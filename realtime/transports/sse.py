@@ -1,4 +1,4 @@
-"""Server-Sent Events: the stream of a room.
+"""Server-Sent Events: the stream of a room (``/rooms/{room}/events``).
 
 aiohttp-sse's ``EventSourceResponse`` sets the headers, pings and detects a
 stalled peer; the event blocks themselves are encoded once per event (they
@@ -11,12 +11,15 @@ from __future__ import annotations
 from aiohttp import HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
 
-from ..broker import BrokerUnavailable, Member
-from ..protocol import Event
-from ..room import CloseReason
-from .common import HUB, SETTINGS, ConnLog, Target, json_error, socket_transport
+from ..core.ports import BrokerUnavailable
+from ..core.protocol import Event
+from ..core.room import CloseReason, Subscriber
+from .errors import json_error
 from .guard import GUARD
+from .session import session, socket_transport
+from .state import SETTINGS
 
+NAME = "sse"
 RETRY_MS = 1000
 
 
@@ -40,7 +43,6 @@ class SseSink:
     def __init__(self, resp: EventSourceResponse, request: web.Request) -> None:
         self._resp = resp
         self._transport = socket_transport(request)
-        self.close_reason: CloseReason | None = None
 
     def write(self, data: bytes) -> int:
         t = self._transport
@@ -50,15 +52,15 @@ class SseSink:
         return t.get_write_buffer_size()
 
     def close(self, reason: CloseReason) -> None:
-        if self.close_reason is not None:
-            return
-        self.close_reason = reason
         if reason is CloseReason.SLOW:
             # The peer is not reading: a graceful end would wait behind the
             # unsent backlog, so cut the connection. EventSource reconnects
             # with Last-Event-ID and resumes.
             self._transport.abort()
         self._resp.stop_streaming()
+
+    async def refuse(self, exc: BrokerUnavailable) -> None:
+        """The stream ends; EventSource retries after ``retry:``."""
 
 
 async def room_events(request: web.Request) -> EventSourceResponse:
@@ -72,31 +74,20 @@ async def room_events(request: web.Request) -> EventSourceResponse:
         # proxy in front needs `proxy_http_version 1.1`.
         raise json_error(505, "http_version", "event streams need HTTP/1.1")
     since = request.headers.get("Last-Event-ID") or request.query.get("since")
-    guard = request.app[GUARD]
-    target = guard.admit(request, since)
-    async with guard.connection(request):
-        return await _stream(request, target)
-
-
-async def _stream(request: web.Request, target: Target) -> EventSourceResponse:
-    hub = request.app[HUB]
+    target = request.app[GUARD].admit(request, since)
     settings = request.app[SETTINGS]
-    # A ping goes out at most one interval after a peer vanished; the kernel
-    # aborts the connection when it is still unacknowledged one interval
-    # later (TCP_USER_TIMEOUT): a dead peer is gone within two intervals.
-    resp = EventSourceResponse(
-        ping_interval=settings.heartbeat, send_timeout=settings.heartbeat, sep="\n"
-    )
-    await resp.prepare(request)
-    await resp.write(b"retry: %d\n\n" % RETRY_MS)  # also sends the headers
-    with ConnLog("sse", target, request.remote) as conn:
-        sink = SseSink(resp, request)
-        member = Member(conn.id, target.user, "sse")
-        try:
-            async with hub.join(target.room, member, sink, target.since):
-                await resp.wait()
-            if sink.close_reason is not None:
-                conn.why = sink.close_reason.name.lower()
-        except BrokerUnavailable as exc:
-            conn.why = f"history unavailable: {exc}"
+    async with session(request, target, NAME) as s:
+        # A ping goes out at most one interval after a peer vanished; the
+        # kernel aborts the connection when it is still unacknowledged one
+        # interval later (TCP_USER_TIMEOUT): a dead peer is gone within two.
+        resp = EventSourceResponse(
+            ping_interval=settings.heartbeat, send_timeout=settings.heartbeat, sep="\n"
+        )
+        await resp.prepare(request)
+        await resp.write(b"retry: %d\n\n" % RETRY_MS)  # also sends the headers
+
+        async def serve(sub: Subscriber) -> None:
+            await resp.wait()
+
+        await s.run(SseSink(resp, request), serve)
     return resp

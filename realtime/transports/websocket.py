@@ -1,20 +1,22 @@
-"""WebSocket handlers: a room, and the echo endpoint."""
+"""WebSocket: a room (``/rooms/{room}/ws``), and the echo endpoint."""
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import MutableSet
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..broker import BrokerUnavailable, Member
-from ..hub import Hub
-from ..protocol import Event, ProtocolError, dumps, parse_send_json
-from ..room import CloseReason
-from .common import CLOSING, HUB, SETTINGS, ConnLog, Target, json_error, socket_transport
-from .guard import GUARD
+from ..core.hub import Hub
+from ..core.ports import BrokerUnavailable
+from ..core.protocol import Event, ProtocolError, dumps, parse_send_json
+from ..core.room import CloseReason, Subscriber
+from .errors import json_error
+from .guard import GUARD, Guard, Target
+from .session import Session, session, socket_transport
+from .state import CLOSING, ECHO_SOCKETS, HUB, SETTINGS
 
+NAME = "ws"
 CLOSE_CODES = {
     CloseReason.SLOW: WSCloseCode.TRY_AGAIN_LATER,  # 1013
     CloseReason.SHUTDOWN: WSCloseCode.GOING_AWAY,  # 1001
@@ -49,8 +51,6 @@ class WebSocketSink:
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
         self._transport = socket_transport(request)
-        self.close_reason: CloseReason | None = None
-        self._closer: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
 
     def write(self, data: bytes) -> int:
@@ -61,10 +61,7 @@ class WebSocketSink:
         return t.get_write_buffer_size()
 
     def close(self, reason: CloseReason) -> None:
-        if self._closer is not None:
-            return
-        self.close_reason = reason
-        self._closer = task = asyncio.get_running_loop().create_task(self._close(reason))
+        task = asyncio.get_running_loop().create_task(self._close(reason))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -74,6 +71,10 @@ class WebSocketSink:
                 await self._ws.close(code=CLOSE_CODES[reason], message=reason.value.encode())
         except (TimeoutError, ConnectionError):
             self._transport.abort()
+
+    async def refuse(self, exc: BrokerUnavailable) -> None:
+        await send_error(self._ws, "unavailable", f"history unavailable, reconnect later: {exc}")
+        await self._ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"history unavailable")
 
 
 def _ws_response(request: web.Request) -> web.WebSocketResponse:
@@ -95,73 +96,68 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
     guard.check_origin(request)
     target = guard.admit(request, request.query.get("since"))
     ws = _ws_response(request)
-    async with guard.connection(request):
+    async with session(request, target, NAME) as s:
         await ws.prepare(request)
-        await _serve_room(request, ws, target)
+        try:
+            await s.run(WebSocketSink(ws, request), Reader(request, ws, s).serve)
+        finally:
+            s.code = ws.close_code
     return ws
 
 
-async def _serve_room(request: web.Request, ws: web.WebSocketResponse, target: Target) -> None:
-    hub = request.app[HUB]
-    guard = request.app[GUARD]
-    max_bytes = request.app[SETTINGS].max_message_bytes
-    bucket = guard.connection_bucket()
-    with ConnLog("ws", target, request.remote) as conn:
-        sink = WebSocketSink(ws, request)
-        member = Member(conn.id, target.user, "ws")
+class Reader:
+    """The frames a room socket sends: each a message to publish."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, s: Session) -> None:
+        self.ws = ws
+        self.session = s
+        self.request = request
+        self.hub: Hub = request.app[HUB]
+        self.guard: Guard = request.app[GUARD]
+        self.target: Target = s.target
+        self.max_bytes = request.app[SETTINGS].max_message_bytes
+        self.bucket = self.guard.connection_bucket()
+
+    async def serve(self, sub: Subscriber) -> None:
+        ws = self.ws
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                wait = self.guard.take_send(self.request, self.bucket, NAME)
+                if wait > 0:
+                    await rate_limited(ws, wait)
+                    continue
+                await self.publish(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await send_error(ws, "unsupported_data", "send JSON text frames, not binary")
+            elif msg.type is WSMsgType.ERROR:
+                self.session.why = f"protocol error: {ws.exception()}"
+                break
+        if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+            self.session.why = "message too big"
+
+    async def publish(self, raw: str) -> None:
+        t = self.target
         try:
-            async with hub.join(target.room, member, sink, target.since):
-                async for msg in ws:
-                    if msg.type is WSMsgType.TEXT:
-                        wait = guard.take_send(request, bucket, "ws")
-                        if wait > 0:
-                            await _rate_limited(ws, wait)
-                            continue
-                        await _handle_text(ws, hub, msg.data, target, max_bytes)
-                    elif msg.type is WSMsgType.BINARY:
-                        await _send_error(
-                            ws, "unsupported_data", "send JSON text frames, not binary"
-                        )
-                    elif msg.type is WSMsgType.ERROR:
-                        conn.why = f"protocol error: {ws.exception()}"
-                        break
-            if sink.close_reason is not None:
-                conn.why = sink.close_reason.name.lower()
-            elif ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
-                conn.why = "message too big"
+            draft = parse_send_json(raw, room=t.room, user=t.user, max_bytes=self.max_bytes)
+            await self.hub.publish(draft)
+        except ProtocolError as exc:
+            await send_error(self.ws, exc.code, exc.detail)
         except BrokerUnavailable as exc:
-            conn.why = f"history unavailable: {exc}"
-            await _send_error(ws, "unavailable", f"history unavailable, reconnect later: {exc}")
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"history unavailable")
-        finally:
-            conn.code = ws.close_code
+            await send_error(self.ws, "unavailable", f"message not stored: {exc}")
 
 
-async def _handle_text(
-    ws: web.WebSocketResponse, hub: Hub, raw: str, target: Target, max_bytes: int
-) -> None:
-    try:
-        draft = parse_send_json(raw, room=target.room, user=target.user, max_bytes=max_bytes)
-        await hub.publish(draft)
-    except ProtocolError as exc:
-        await _send_error(ws, exc.code, exc.detail)
-    except BrokerUnavailable as exc:
-        await _send_error(ws, "unavailable", f"message not stored: {exc}")
+async def rate_limited(ws: web.WebSocketResponse, wait: float) -> None:
+    await send_error(ws, "rate_limited", f"too many messages; retry in {wait:.1f} s")
 
 
-async def _rate_limited(ws: web.WebSocketResponse, wait: float) -> None:
-    await _send_error(ws, "rate_limited", f"too many messages; retry in {wait:.1f} s")
-
-
-async def _send_error(ws: web.WebSocketResponse, code: str, detail: str) -> None:
+async def send_error(ws: web.WebSocketResponse, code: str, detail: str) -> None:
     if not ws.closed:
         await ws.send_str(dumps({"type": "error", "code": code, "detail": detail}))
 
 
-async def echo_socket(
-    request: web.Request, registry: MutableSet[web.WebSocketResponse]
-) -> web.WebSocketResponse:
+async def echo_socket(request: web.Request) -> web.WebSocketResponse:
     """``GET /ws/echo``: replies ``ECHO: <text>`` to the sender only."""
+    registry = request.app[ECHO_SOCKETS]
     guard = request.app[GUARD]
     guard.check_origin(request)
     ws = _ws_response(request)
@@ -172,13 +168,13 @@ async def echo_socket(
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
-                    wait = guard.take_send(request, bucket, "ws")
+                    wait = guard.take_send(request, bucket, NAME)
                     if wait > 0:
-                        await _rate_limited(ws, wait)
+                        await rate_limited(ws, wait)
                         continue
                     await ws.send_str(f"ECHO: {msg.data}")
                 elif msg.type is WSMsgType.BINARY:
-                    await _send_error(ws, "unsupported_data", "send text frames, not binary")
+                    await send_error(ws, "unsupported_data", "send text frames, not binary")
         finally:
             registry.discard(ws)
     return ws

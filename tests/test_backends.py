@@ -1,4 +1,4 @@
-"""History stores: the in-memory deque and durable SQLite, behind one interface."""
+"""Message logs: the in-memory deque and durable SQLite, behind one interface."""
 
 from __future__ import annotations
 
@@ -13,50 +13,59 @@ from typing import Any
 import aiohttp
 import pytest
 
-from realtime.protocol import Draft
-from realtime.store import MemoryStore, Store
-from realtime.store_sqlite import SqliteStore
+from realtime.backends.local import LocalBus, StoredLog
+from realtime.backends.memory import MemoryLog
+from realtime.backends.sqlite import SqliteLog
+from realtime.core.protocol import Draft, Event
 
 from .helpers import SseReader, free_port, ws_messages
 from .test_main import wait_healthy
 
+delivered: list[tuple[str, Event]] = []
+
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def store(request: Any, tmp_path: Path) -> Any:
-    s: Store = MemoryStore(5) if request.param == "memory" else SqliteStore(tmp_path / "h.db", 5)
+    bus = LocalBus()
+    delivered.clear()
+    await bus.start(lambda room, event: delivered.append((room, event)))
+    s: StoredLog = (
+        MemoryLog(5, bus) if request.param == "memory" else SqliteLog(tmp_path / "h.db", 5, bus)
+    )
     await s.open()
     yield s
     await s.close()
 
 
-async def test_ids_order_eviction_and_gap(store: Store) -> None:
+async def test_ids_order_eviction_and_gap(store: StoredLog) -> None:
     msgs = await asyncio.gather(*(store.append(Draft("r", "u", f"m{i}", None)) for i in range(8)))
     assert [m.id for m in msgs] == [str(i) for i in range(1, 9)]
+    assert [event.id for _, event in delivered] == [m.id for m in msgs]  # stored, then delivered
     await store.append(Draft("other", "u", "x", "c"))
-    latest = await store.read("r", None, 3)
+    latest = await store.history("r", None, 3)
     assert [m.text for m in latest.messages] == ["m5", "m6", "m7"] and not latest.gap
-    after = await store.read("r", "5", 100)
+    after = await store.history("r", "5", 100)
     assert [m.id for m in after.messages] == ["6", "7", "8"] and not after.gap
-    evicted = await store.read("r", "1", 100)
+    evicted = await store.history("r", "1", 100)
     assert evicted.gap and [m.id for m in evicted.messages] == ["4", "5", "6", "7", "8"]
-    unknown = await store.read("r", "50", 2)
+    unknown = await store.history("r", "50", 2)
     assert unknown.gap
-    assert sorted(store.rooms()) == ["other", "r"]
-    other = (await store.read("other", None, 5)).messages
+    assert sorted(await store.rooms()) == ["other", "r"]
+    other = (await store.history("other", None, 5)).messages
     assert other[0].client_id == "c" and other[0].room == "other"
 
 
 async def test_sqlite_keeps_history_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
-    first = SqliteStore(path, 100)
+    first = SqliteLog(path, 100, LocalBus())
     await first.open()
     for i in range(3):
         await first.append(Draft("r", "u", f"m{i}", None))
     await first.close()
-    second = SqliteStore(path, 100)
+    second = SqliteLog(path, 100, LocalBus())
     await second.open()
     assert (await second.append(Draft("r", "u", "m3", None))).id == "4"
-    assert [m.text for m in (await second.read("r", "1", 10)).messages] == ["m1", "m2", "m3"]
+    assert [m.text for m in (await second.history("r", "1", 10)).messages] == ["m1", "m2", "m3"]
     await second.close()
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

@@ -111,10 +111,11 @@ class Message:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Message:
+    def from_body(cls, room: str, id: str, data: dict[str, Any]) -> Message:
+        """A message from its stored fields (``user``, ``text``, ``ts``, ``client_id``)."""
         return cls(
-            room=str(data["room"]),
-            id=str(data["id"]),
+            room=room,
+            id=id,
             user=str(data["user"]),
             text=str(data["text"]),
             ts=float(data["ts"]),

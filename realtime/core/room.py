@@ -5,15 +5,19 @@ the room; once per event-loop pass the hub flushes each room: the queued
 events are joined into one byte string per wire format, and each subscriber
 gets that string in one write. A subscriber whose unsent bytes pass its bound
 is dropped with ``CloseReason.SLOW``.
+
+A :class:`Subscriber` owns its whole state machine (syncing → live →
+closed); the room only keeps the plain live ones apart so its flush loop is
+one write per subscriber.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from .broker import Member
+from .ports import Member
 from .protocol import Event, Wire, parse_id
 
 
@@ -33,7 +37,8 @@ class Sink(Protocol):
         """Write without waiting; return the bytes still unsent. Raise
         ``ConnectionError`` when the connection is gone."""
 
-    def close(self, reason: CloseReason) -> None: ...
+    def close(self, reason: CloseReason) -> None:
+        """Called once, when the subscriber is closed by the server."""
 
 
 class SubState(enum.Enum):
@@ -42,19 +47,23 @@ class SubState(enum.Enum):
     CLOSED = "closed"
 
 
+NO_ID = (-1, -1)
+
+
 class Subscriber:
+    """One connection's place in a room: what it has been sent, and its state."""
+
     __slots__ = (
         "_floor",
         "_held",
         "_max_buffer",
         "_on_close",
-        "_wire",
         "close_reason",
-        "left",
         "member",
         "room",
         "sink",
         "state",
+        "wire",
     )
 
     def __init__(
@@ -68,9 +77,9 @@ class Subscriber:
         self.sink = sink
         self.member = member
         self.room = room
+        self.wire = sink.wire
         self.state = SubState.SYNCING
         self.close_reason: CloseReason | None = None
-        self._wire = sink.wire
         self._held: list[Event] = []
         # The newest id the replay sent: a live event at or below it is one
         # the history read already saw (stored, but not yet broadcast when
@@ -78,7 +87,7 @@ class Subscriber:
         self._floor: tuple[int, int] | None = None
         self._max_buffer = max_buffer
         self._on_close = on_close
-        self.left = True  # no presence to leave until the hub has joined it
+        room.add(self)
 
     def write(self, data: bytes) -> None:
         """Hand bytes to the transport; drop the subscriber if it is behind."""
@@ -91,73 +100,100 @@ class Subscriber:
             self.close(CloseReason.SLOW)
 
     def offer(self, events: list[Event]) -> int:
-        """The slow path of a flush: hold while syncing, skip replayed ids."""
+        """Deliver events outside the plain path: hold while syncing, skip
+        replayed ids just after going live. Returns the events written."""
         if self.state is SubState.SYNCING:
             self._held.extend(events)
             return 0
         if self.state is not SubState.LIVE:
             return 0
-        floor = self._floor
-        if floor is not None:
-            kept = []
-            for ev in events:
-                if ev.id is None or floor is None:
-                    kept.append(ev)
-                elif parse_id(ev.id) > floor:
-                    kept.append(ev)
-                    floor = None
-            self._floor = floor
-            events = kept
+        if self._floor is not None:
+            events = self._above_floor(events)
         if events:
-            self.write(b"".join(ev.encoded(self._wire) for ev in events))
+            self.write(b"".join(ev.encoded(self.wire) for ev in events))
         return len(events)
+
+    def _above_floor(self, events: list[Event]) -> list[Event]:
+        floor = self._floor
+        kept = []
+        for ev in events:
+            if ev.id is None or floor is None:
+                kept.append(ev)
+            elif parse_id(ev.id) > floor:
+                kept.append(ev)
+                floor = None  # ids only grow: past the floor once, past it for good
+        self._floor = floor
+        if floor is None and self.state is SubState.LIVE:
+            self.room.promote(self)
+        return kept
 
     def go_live(self, first: list[Event], since: str | None) -> None:
         """Send ``first`` (gap notice, replay), then what arrived meanwhile."""
         if self.state is not SubState.SYNCING:
             return
-        last = parse_id(since) if since is not None else (-1, -1)
+        last = parse_id(since) if since is not None else NO_ID
         for ev in first:
             if ev.id is not None:
                 last = max(last, parse_id(ev.id))
         events = list(first)
-        for ev in self._held:
-            if ev.id is None or parse_id(ev.id) > last:
-                events.append(ev)
+        events.extend(ev for ev in self._held if ev.id is None or parse_id(ev.id) > last)
         self._held = []
         self.state = SubState.LIVE
-        if last != (-1, -1):
+        if last != NO_ID:
             self._floor = last
+        else:
+            self.room.promote(self)
         if events:
-            self.write(b"".join(ev.encoded(self._wire) for ev in events))
+            self.write(b"".join(ev.encoded(self.wire) for ev in events))
 
     def close(self, reason: CloseReason) -> None:
-        """Stop delivery at once and ask the transport to close."""
+        """The server ends this subscriber: stop delivery, ask the transport
+        to close, tell the hub (which announces the leave at once)."""
         if self.state is SubState.CLOSED:
             return
-        self.state = SubState.CLOSED
+        self.detach()
         self.close_reason = reason
-        self._held = []
-        self.room.remove(self)
         self.sink.close(reason)
         self._on_close(self)
 
+    def detach(self) -> None:
+        """Stop delivery without closing the transport (its handler is ending)."""
+        self.state = SubState.CLOSED
+        self._held = []
+        self.room.remove(self)
+
 
 class Room:
-    """The subscribers of one room in this process, and its queued events."""
+    """The subscribers of one room in this process, and its queued events.
 
-    __slots__ = ("name", "pending", "subscribers")
+    ``_plain`` holds the live subscribers with nothing to filter: the flush
+    writes the joined bytes to each. Everyone else (syncing, or just past a
+    replay) is in ``_other`` and takes the slower :meth:`Subscriber.offer`.
+    """
+
+    __slots__ = ("_other", "_plain", "name", "pending")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.subscribers: dict[Subscriber, None] = {}
+        self._plain: dict[Subscriber, None] = {}
+        self._other: dict[Subscriber, None] = {}
         self.pending: list[Event] = []
 
     def add(self, sub: Subscriber) -> None:
-        self.subscribers[sub] = None
+        self._other[sub] = None
+
+    def promote(self, sub: Subscriber) -> None:
+        if self._other.pop(sub, 0) is None:
+            self._plain[sub] = None
 
     def remove(self, sub: Subscriber) -> None:
-        self.subscribers.pop(sub, None)
+        self._plain.pop(sub, None)
+        self._other.pop(sub, None)
+
+    def queue(self, event: Event) -> bool:
+        """Queue an event for the next flush; True when it is the first one."""
+        self.pending.append(event)
+        return len(self.pending) == 1
 
     def flush(self) -> int:
         """Write the queued events to every subscriber; return deliveries."""
@@ -167,18 +203,20 @@ class Room:
         count = len(events)
         joined: dict[int, bytes] = {}
         delivered = 0
-        live = SubState.LIVE
-        for sub in list(self.subscribers):
-            if sub.state is live and sub._floor is None:
-                wire = sub._wire
-                data = joined.get(id(wire))
-                if data is None:
-                    data = joined[id(wire)] = b"".join(ev.encoded(wire) for ev in events)
-                sub.write(data)
-                delivered += count
-            else:
-                delivered += sub.offer(events)
+        for sub in list(self._plain):
+            wire = sub.wire
+            data = joined.get(id(wire))
+            if data is None:
+                data = joined[id(wire)] = b"".join(ev.encoded(wire) for ev in events)
+            sub.write(data)
+            delivered += count
+        for sub in list(self._other):
+            delivered += sub.offer(events)
         return delivered
 
+    def __iter__(self) -> Iterator[Subscriber]:
+        yield from self._plain
+        yield from self._other
+
     def __len__(self) -> int:
-        return len(self.subscribers)
+        return len(self._plain) + len(self._other)

@@ -1,7 +1,8 @@
-"""Rooms of this process: join/leave with presence, publish, flushing.
+"""Rooms of this process: join with presence, publish, and the fan-out pass.
 
-The hub is the Room core's entry point for transports. It imports no aiohttp:
-a transport hands it a :class:`~realtime.room.Sink` and gets a subscriber.
+The hub is the Room core's entry point for transports. A transport hands it
+a :class:`~realtime.core.room.Sink` and gets a subscriber for the life of a
+``Hub.join`` block.
 """
 
 from __future__ import annotations
@@ -9,34 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .broker import Broker, BrokerUnavailable, Member
-from .logs import event
+from ..logs import event as log_event
+from .ports import Backend, History, Member
+from .presence import Roster, by_transport
 from .protocol import Draft, Event, Message
-from .room import CloseReason, Room, Sink, Subscriber, SubState
+from .room import CloseReason, Room, Sink, Subscriber
 
 log = logging.getLogger("realtime.hub")
-
-
-def presence_event(
-    room: str, kind: str, member: Member, members: list[Member], limit: int
-) -> Event:
-    """A join/leave with the member list, cut to ``limit`` entries (see ``count``)."""
-    return Event(
-        "presence",
-        {
-            "type": "presence",
-            "room": room,
-            "event": kind,
-            "user": member.user,
-            "transport": member.transport,
-            "count": len(members),
-            "members": [m.to_dict() for m in members[:limit]],
-        },
-    )
 
 
 def gap_event(room: str, since: str, first: str | None) -> Event:
@@ -54,21 +39,18 @@ def gap_event(room: str, since: str, first: str | None) -> Event:
 class Hub:
     def __init__(
         self,
-        broker: Broker,
+        backend: Backend,
         *,
         replay: int,
         history_size: int,
         max_buffer: int,
         presence_limit: int = 100,
     ) -> None:
-        self.broker = broker
+        self.backend = backend
         self.replay = replay
         self.history_size = history_size
         self.max_buffer = max_buffer
-        # Above this many members, joins and leaves are not broadcast (each
-        # would cost every member a message: N joins cost N^2); the joiner
-        # still gets a snapshot with the count and the first members.
-        self.presence_limit = presence_limit
+        self.roster = Roster(backend.presence, backend.bus, presence_limit)
         self._rooms: dict[str, Room] = {}
         self._dirty: list[Room] = []
         self._flush_scheduled = False
@@ -79,30 +61,30 @@ class Hub:
         # arrival to the last write, and the number of deliveries.
         self.on_fanout: Callable[[float, int], None] | None = None
         self._pass_started = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.broker.start(self.deliver)
+        await self.backend.start(self.deliver)
 
     async def close(self) -> None:
         self.close_all(CloseReason.SHUTDOWN)
-        if self._tasks:  # presence leaves still on their way to the broker
-            await asyncio.wait(set(self._tasks), timeout=5)
-        await self.broker.close()
+        await self.roster.settle(5.0)
+        await self.backend.close()
+
+    @property
+    def healthy(self) -> bool:
+        return self.backend.healthy
 
     # -- delivery -------------------------------------------------------
     def deliver(self, room: str, event: Event) -> None:
         """Fan an event out to this process's subscribers of ``room``."""
         local = self._rooms.get(room)
-        if local is None:
+        if local is None or not local.queue(event):
             return
-        local.pending.append(event)
-        if len(local.pending) == 1:
-            self._dirty.append(local)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._pass_started = time.perf_counter()
-                asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(local)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._pass_started = time.perf_counter()
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Once per loop pass: every room with queued events writes them."""
@@ -119,53 +101,69 @@ class Hub:
         if self.on_fanout is not None and count:
             self.on_fanout(time.perf_counter() - self._pass_started, count)
 
-    # -- publishing -----------------------------------------------------
+    # -- messages -------------------------------------------------------
     async def publish(self, draft: Draft) -> Message:
-        msg = await self.broker.publish(draft)
+        msg = await self.backend.log.append(draft)
         self.published += 1
         return msg
+
+    async def history(self, room: str, since: str | None, limit: int) -> History:
+        return await self.backend.log.history(room, since, limit)
 
     # -- membership -----------------------------------------------------
     @asynccontextmanager
     async def join(
-        self, room_name: str, member: Member, sink: Sink, since: str | None
+        self,
+        room_name: str,
+        member: Member,
+        sink: Sink,
+        since: str | None,
+        *,
+        presence: bool = True,
     ) -> AsyncIterator[Subscriber]:
-        room = self._rooms.get(room_name)
-        if room is None:
-            room = self._rooms[room_name] = Room(room_name)
+        """Subscribe ``sink`` to the room for the life of the block.
+
+        The subscriber is registered first (syncing: live events are held),
+        then the history is read and sent, then what arrived meanwhile: no
+        gap, no duplicate. With ``presence=False`` the connection reads the
+        room without being listed in it (long-polling requests).
+        """
+        room = await self._room(room_name)
         sub = Subscriber(sink, member, room, self.max_buffer, self._closed)
-        room.add(sub)
         try:
             limit = self.replay if since is None else self.history_size
-            history = await self.broker.history(room_name, since, limit)
+            history = await self.backend.log.history(room_name, since, limit)
             first: list[Event] = []
             if history.gap and since is not None:
                 head = history.messages[0].id if history.messages else None
                 first.append(gap_event(room_name, since, head))
             first.extend(Event.message(m) for m in history.messages)
-            sub.left = False  # from here on, the finally must leave (joined or not)
-            members = await self.broker.join(room_name, member)
+            snapshot = await self.roster.join(room_name, member) if presence else None
             # After a gap the resume point means nothing: the floor against
             # repeats comes from the replayed ids alone.
             sub.go_live(first, None if history.gap else since)
-            if len(members) > self.presence_limit:
-                sub.offer([presence_event(room_name, "join", member, members, self.presence_limit)])
-            else:
-                await self._announce(room_name, "join", member, members)
+            if snapshot is not None:
+                sub.offer([snapshot])
             yield sub
         finally:
-            if sub.state is not SubState.CLOSED:
-                sub.state = SubState.CLOSED
-                room.remove(sub)
-            if not room.subscribers and self._rooms.get(room_name) is room:
+            sub.detach()
+            if not room and self._rooms.get(room_name) is room:
                 del self._rooms[room_name]
-            await self._leave(sub)
+                self.backend.bus.unwatch(room_name)
+            await self.roster.leave(room_name, member)
+
+    async def _room(self, name: str) -> Room:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = Room(name)
+            await self.backend.bus.watch(name)
+        return room
 
     def _closed(self, sub: Subscriber) -> None:
         """A subscriber was dropped: leave now, not when its socket is gone."""
         if sub.close_reason is CloseReason.SLOW:
             self.dropped_slow += 1
-            event(
+            log_event(
                 log,
                 "dropped",
                 logging.WARNING,
@@ -175,37 +173,24 @@ class Hub:
                 user=sub.member.user,
                 reason=f"slow consumer: over {self.max_buffer} unsent bytes",
             )
-        task = asyncio.get_running_loop().create_task(self._leave(sub))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _leave(self, sub: Subscriber) -> None:
-        if sub.left:
-            return
-        sub.left = True
-        room = sub.room.name
-        members = await self.broker.leave(room, sub.member)
-        if len(members) < self.presence_limit:
-            await self._announce(room, "leave", sub.member, members)
-
-    async def _announce(self, room: str, kind: str, member: Member, members: list[Member]) -> None:
-        try:
-            event = presence_event(room, kind, member, members, self.presence_limit)
-            await self.broker.broadcast(room, event)
-        except BrokerUnavailable:
-            log.warning("presence %s in %s not sent: broker unavailable", kind, room)
+        self.roster.leave_soon(sub.room.name, sub.member)
 
     def close_all(self, reason: CloseReason) -> None:
         for room in list(self._rooms.values()):
-            for sub in list(room.subscribers):
+            for sub in list(room):
                 sub.close(reason)
 
+    # -- what there is --------------------------------------------------
     def subscribers(self) -> Iterator[Subscriber]:
         for room in self._rooms.values():
-            yield from room.subscribers
+            yield from room
 
     def room_count(self) -> int:
         return len(self._rooms)
 
-    async def rooms(self) -> dict[str, dict[str, int]]:
-        return await self.broker.rooms()
+    async def rooms(self) -> dict[str, Counter[str]]:
+        """Every known room (with history or members) -> members per transport."""
+        out: dict[str, Counter[str]] = {name: Counter() for name in await self.backend.log.rooms()}
+        for name, members in (await self.backend.presence.rooms()).items():
+            out[name] = by_transport(members)
+        return out

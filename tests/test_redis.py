@@ -12,9 +12,10 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from realtime import Settings, create_app
-from realtime.broker import BrokerUnavailable
-from realtime.broker_redis import RedisBroker, members_key
-from realtime.protocol import parse_id
+from realtime.backends import create_backend
+from realtime.backends.redis.keys import members_key
+from realtime.core.ports import BrokerUnavailable
+from realtime.core.protocol import parse_id
 
 from .helpers import SseReader, free_port, post, ws_json, ws_messages, ws_until
 from .redis_server import RedisServer, durable_redis, redis_server
@@ -201,10 +202,10 @@ async def test_resume_past_trimmed_history_or_unknown_id_says_gap(
 
 async def test_unreachable_redis_at_start_is_a_clear_error() -> None:
 
-    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0", history_size=10)
+    backend = create_backend(f"redis://127.0.0.1:{free_port()}/0", history_size=10)
     with pytest.raises(BrokerUnavailable, match="unreachable"):
-        await broker.start(lambda room, event: None)
-    await broker.close()
+        await backend.start(lambda room, event: None)
+    await backend.close()
 
 
 async def test_redis_restart_while_publishing_loses_nothing_acknowledged(

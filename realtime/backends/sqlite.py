@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .protocol import Draft, Message, parse_id
-from .store import History, Store, StoreUnavailable
+from ..core.ports import BrokerUnavailable, Bus, History
+from ..core.protocol import Draft, Message, parse_id
+from .local import StoredLog
 
 T = TypeVar("T")
 
@@ -34,8 +35,9 @@ CREATE TABLE IF NOT EXISTS rooms (
 Row = tuple[str, int, str, str, float, str | None]
 
 
-class SqliteStore(Store):
-    def __init__(self, path: str | Path, history_size: int) -> None:
+class SqliteLog(StoredLog):
+    def __init__(self, path: str | Path, history_size: int, bus: Bus) -> None:
+        super().__init__(bus)
         self.path = Path(path)
         self._size = history_size
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-sqlite")
@@ -104,7 +106,7 @@ class SqliteStore(Store):
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
-            raise StoreUnavailable("the store is not open")
+            raise BrokerUnavailable("the store is not open")
         return self._db
 
     def _close(self) -> None:
@@ -125,7 +127,7 @@ class SqliteStore(Store):
         await self._run(self._close)
         self._executor.shutdown(wait=True)
 
-    async def append(self, draft: Draft) -> Message:
+    async def store(self, draft: Draft) -> Message:
         self._require()
         msg_id = self._last.get(draft.room, 0) + 1
         self._last[draft.room] = msg_id
@@ -146,7 +148,7 @@ class SqliteStore(Store):
             try:
                 await self._run(self._write, [row for row, _ in batch])
             except Exception as exc:  # every waiting sender hears of it
-                error = StoreUnavailable(f"history write failed: {exc}")
+                error = BrokerUnavailable(f"history write failed: {exc}")
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(error)
@@ -155,15 +157,15 @@ class SqliteStore(Store):
                 if not fut.done():
                     fut.set_result(None)
 
-    async def read(self, room: str, since: str | None, limit: int) -> History:
+    async def history(self, room: str, since: str | None, limit: int) -> History:
         after = parse_id(since)[0] if since is not None else None
         try:
             rows, last, evicted = await self._run(self._read, room, after, limit)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"history read failed: {exc}") from exc
+            raise BrokerUnavailable(f"history read failed: {exc}") from exc
         messages = [Message(r[0], str(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
         gap = after is not None and (after > last or after < evicted)
         return History(messages, gap=gap)
 
-    def rooms(self) -> list[str]:
+    async def rooms(self) -> list[str]:
         return list(self._last)

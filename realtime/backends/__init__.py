@@ -1,0 +1,39 @@
+"""Backends by URL: ``memory`` (one process, with a history store) or
+``redis://…`` (several processes and machines). Redis is imported only when
+asked for, so it stays an optional extra."""
+
+from __future__ import annotations
+
+from ..core.ports import Backend, Bus, MessageLog
+
+
+def create_backend(url: str, *, history_size: int, store_url: str = "memory") -> Backend:
+    """Pick a backend by URL scheme; optional ones are imported lazily."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        from .local import LocalBus, LocalPresence
+
+        bus = LocalBus()
+        return Backend("memory", create_log(store_url, history_size, bus), LocalPresence(), bus)
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import create_redis_backend
+
+        return create_redis_backend(url, history_size=history_size)
+    raise ValueError(f"unknown broker URL scheme {scheme!r} (use memory or redis://)")
+
+
+def create_log(url: str, history_size: int, bus: Bus) -> MessageLog:
+    """The history of the memory backend: ``memory`` or ``sqlite:PATH``."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        from .memory import MemoryLog
+
+        return MemoryLog(history_size, bus)
+    if scheme == "sqlite":
+        from .sqlite import SqliteLog
+
+        path = url.split(":", 1)[1] if ":" in url else ""
+        if not path:
+            raise ValueError("sqlite store needs a path: sqlite:PATH")
+        return SqliteLog(path, history_size, bus)
+    raise ValueError(f"unknown store {url!r} (use memory or sqlite:PATH)")

@@ -1,0 +1,57 @@
+"""What one process needs when it is the whole deployment: a bus that
+delivers in place, presence in a dict, and the store-then-deliver step that
+the memory and SQLite logs share."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+
+from ..core.ports import Bus, Member, MessageLog, Presence
+from ..core.protocol import Draft, Event, Message
+
+
+class LocalBus(Bus):
+    async def publish(self, room: str, event: Event) -> None:
+        self.deliver(room, event)
+
+
+class LocalPresence(Presence):
+    def __init__(self) -> None:
+        self._members: dict[str, dict[str, Member]] = {}
+
+    async def join(self, room: str, member: Member) -> list[Member]:
+        self._members.setdefault(room, {})[member.conn_id] = member
+        return list(self._members[room].values())
+
+    async def leave(self, room: str, member: Member) -> list[Member]:
+        members = self._members.get(room, {})
+        members.pop(member.conn_id, None)
+        if not members:
+            self._members.pop(room, None)
+        return list(members.values())
+
+    async def rooms(self) -> dict[str, list[Member]]:
+        return {room: list(members.values()) for room, members in self._members.items()}
+
+
+class StoredLog(MessageLog):
+    """A log in this process: store the message, then hand it to the bus."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    @abstractmethod
+    async def store(self, draft: Draft) -> Message:
+        """Assign the id and keep the message; raise BrokerUnavailable."""
+
+    async def append(self, draft: Draft) -> Message:
+        # Shielded: once a message is handed to the store it is stored, so it
+        # must be delivered too, even if the sender's handler is cancelled
+        # (its client went away) while the write is in flight.
+        return await asyncio.shield(asyncio.ensure_future(self._store_and_deliver(draft)))
+
+    async def _store_and_deliver(self, draft: Draft) -> Message:
+        msg = await self.store(draft)
+        self.bus.deliver(draft.room, Event.message(msg))
+        return msg

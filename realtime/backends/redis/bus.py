@@ -1,0 +1,182 @@
+"""Live delivery over Redis pub/sub, and catching up after a reconnect.
+
+Each process runs one pattern subscription (``realtime:chan:*``) and hands
+what arrives to :meth:`Bus.deliver`, the path the memory backend uses. For
+every room with local subscribers a :class:`Cursor` records the newest
+message id delivered here: a repeat is skipped, and when pub/sub comes back
+after an outage the listener reads from the stream what the room missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.asyncio.client import PubSub
+
+from ...core.ports import BrokerUnavailable, Bus, Deliver
+from ...core.protocol import Event, Message, parse_id
+from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection
+from .keys import CHANNEL_PATTERN, CHANNEL_PREFIX, channel, to_message
+from .log import RedisLog
+
+log = logging.getLogger("realtime.redis")
+
+LISTEN_IDLE = 5.0  # ping the pub/sub connection after this much silence
+LISTEN_DEAD = 12.0  # and reconnect when nothing at all came back for this long
+BACKOFF_MAX = 2.0
+
+
+@dataclass(slots=True)
+class Cursor:
+    """Where a watched room stands: the newest id delivered here (``last``),
+    or, before any, the newest id in the stream when watching began."""
+
+    start: str | None
+    last: str | None = None
+
+    def resume_from(self) -> str | None:
+        return self.last or self.start
+
+
+class RedisBus(Bus):
+    def __init__(self, conn: RedisConnection, log_: RedisLog) -> None:
+        super().__init__()
+        self.conn = conn
+        self.log = log_
+        self._cursors: dict[str, Cursor] = {}
+        self._listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- life cycle -----------------------------------------------------
+    async def start(self, deliver: Deliver) -> None:
+        await super().start(deliver)
+        await self.conn.wait_reachable()
+        self._task = asyncio.get_running_loop().create_task(self._listen(), name="redis-listener")
+        try:
+            async with asyncio.timeout(START_WAIT):
+                await self._listening.wait()
+        except TimeoutError:
+            await self.close()
+            raise BrokerUnavailable(
+                f"Redis at {self.conn.where}: pub/sub subscription not confirmed"
+            ) from None
+        log.info("Redis broker at %s", self.conn.where)
+
+    async def close(self) -> None:
+        if self.conn.closed:
+            return
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.conn.close()
+
+    @property
+    def healthy(self) -> bool:
+        return self.conn.ok and self._listening.is_set()
+
+    # -- rooms watched here ---------------------------------------------
+    async def watch(self, room: str) -> None:
+        if room in self._cursors:
+            return
+        cursor = self._cursors[room] = Cursor(None)
+        with contextlib.suppress(BrokerUnavailable):  # then no catch-up before a first message
+            newest = await self.log.newest(room, 1)
+            cursor.start = cursor.start or (newest[0].id if newest else "0-0")
+
+    def unwatch(self, room: str) -> None:
+        self._cursors.pop(room, None)
+
+    async def publish(self, room: str, event: Event) -> None:
+        async with self.conn.command("broadcast") as r:
+            await r.publish(channel(room), "p" + event.json)
+
+    # -- the listener ---------------------------------------------------
+    async def _listen(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self.conn.pubsub_client.pubsub()
+            try:
+                await self._subscribe(pubsub)
+                delay = 0.1
+                await self._catch_up()
+                self._listening.set()
+                await self._read(pubsub)
+            except (*ERRORS, BrokerUnavailable) as exc:
+                if self._listening.is_set():
+                    log.warning("Redis pub/sub lost (%s); reconnecting", exc or type(exc).__name__)
+                    await self.conn.drop_idle()
+                self._listening.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+            finally:
+                with contextlib.suppress(*ERRORS):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        async with asyncio.timeout(COMMAND_TIMEOUT):
+            await pubsub.psubscribe(CHANNEL_PATTERN)
+            while True:  # the confirmation, before anything relies on it
+                msg = await pubsub.get_message(timeout=COMMAND_TIMEOUT)
+                if msg is not None and msg["type"] == "psubscribe":
+                    return
+
+    async def _read(self, pubsub: PubSub) -> None:
+        seen = time.monotonic()
+        pinged = False
+        while True:
+            # Every reply counts as a sign of life, the answer to our PING
+            # included (redis-py 8 with decode_responses parses it oddly).
+            msg = await pubsub.get_message(timeout=LISTEN_IDLE)
+            now = time.monotonic()
+            if msg is None:
+                if now - seen > LISTEN_DEAD:
+                    raise TimeoutError("no answer on the pub/sub connection")
+                if not pinged:
+                    await pubsub.ping()
+                    pinged = True
+                continue
+            seen, pinged = now, False
+            if msg["type"] == "pmessage":
+                try:
+                    self._on_message(str(msg["channel"]), str(msg["data"]))
+                except Exception:  # a delivery bug must not stop the listener
+                    log.exception("delivery of an event on %s failed", msg["channel"])
+
+    def _on_message(self, chan: str, data: str) -> None:
+        room = chan.removeprefix(CHANNEL_PREFIX)
+        kind, body = data[:1], data[1:]
+        try:
+            if kind == "m":
+                entry_id, _, payload = body.partition(" ")
+                self._deliver_message(to_message(room, entry_id, payload))
+            elif kind == "p":
+                payload = json.loads(body)
+                self.deliver(room, Event(str(payload.get("type", "presence")), payload))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed event on %s", chan)
+
+    def _deliver_message(self, msg: Message) -> None:
+        cursor = self._cursors.get(msg.room)
+        if cursor is not None:
+            if cursor.last is not None and parse_id(msg.id) <= parse_id(cursor.last):
+                return  # already delivered by a catch-up read
+            cursor.last = msg.id
+        self.deliver(msg.room, Event.message(msg))
+
+    async def _catch_up(self) -> None:
+        """After a (re)subscription: what watched rooms missed while it was down."""
+        for room, cursor in list(self._cursors.items()):
+            start = cursor.resume_from()
+            if start is None:
+                continue
+            missed = await self.log.after(room, start, self.log.history_size)
+            if missed:
+                log.info("room %s: %d messages caught up after reconnecting", room, len(missed))
+            for msg in missed:
+                self._deliver_message(msg)

@@ -1,0 +1,82 @@
+"""The message log in Redis Streams: an atomic append-and-publish, history reads."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ...core.ports import BrokerUnavailable, History, MessageLog
+from ...core.protocol import Draft, Message, dumps, parse_id
+from .connection import RedisConnection
+from .keys import PUBLISH_LUA, ROOMS_KEY, after, channel, stream_key, to_message, to_messages
+
+
+class RedisLog(MessageLog):
+    def __init__(self, conn: RedisConnection, history_size: int) -> None:
+        self.conn = conn
+        self.history_size = history_size
+        self._publish = conn.redis.register_script(PUBLISH_LUA)
+
+    async def append(self, draft: Draft) -> Message:
+        body = dumps(
+            {
+                "user": draft.user,
+                "text": draft.text,
+                "ts": round(time.time(), 3),
+                "client_id": draft.client_id,
+            }
+        )
+        async with self.conn.command("publish"):
+            entry_id = await self._publish(
+                keys=[stream_key(draft.room), ROOMS_KEY],
+                args=[self.history_size, body, draft.room, channel(draft.room)],
+            )
+        return to_message(draft.room, str(entry_id), body)
+
+    async def history(self, room: str, since: str | None, limit: int) -> History:
+        if since is None:
+            return History(await self.newest(room, limit))
+        point = parse_id(since)
+        key = stream_key(room)
+        async with self.conn.command("history") as r:
+            pipe = r.pipeline(transaction=True)
+            pipe.xinfo_stream(key)
+            pipe.xrevrange(key, "+", after(f"{point[0]}-{point[1]}"), count=limit + 1)
+            info, entries = await pipe.execute(raise_on_error=False)
+        if isinstance(entries, Exception):
+            raise BrokerUnavailable(f"Redis history failed: {entries}")
+        if isinstance(info, Exception):  # no such stream
+            return History(gap=point != (0, 0))
+        if point > parse_id(info["last-generated-id"]):  # unknown id: Redis lost the stream
+            return History(await self.newest(room, limit), gap=True)
+        gap = len(entries) > limit or _trimmed_past(info, point)
+        return History(to_messages(room, entries[:limit], newest_first=True), gap=gap)
+
+    async def newest(self, room: str, limit: int) -> list[Message]:
+        if limit <= 0:
+            return []
+        async with self.conn.command("history") as r:
+            entries = await r.xrevrange(stream_key(room), count=limit)
+        return to_messages(room, entries, newest_first=True)
+
+    async def after(self, room: str, start: str, limit: int) -> list[Message]:
+        """Messages after ``start``, oldest first (a catch-up read)."""
+        async with self.conn.command("catch-up") as r:
+            entries = await r.xrange(stream_key(room), after(start), "+", count=limit)
+        return to_messages(room, entries)
+
+    async def rooms(self) -> list[str]:
+        async with self.conn.command("rooms") as r:
+            names = await r.smembers(ROOMS_KEY)
+        return sorted(str(n) for n in names)
+
+
+def _trimmed_past(info: dict[str, Any], point: tuple[int, int]) -> bool:
+    """Did trimming or deletion remove entries after the resume point, or is
+    the point an id of an older stream?"""
+    first = info.get("first-entry")
+    removed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
+    if first is not None and point < parse_id(first[0]) and (point != (0, 0) or removed):
+        return True
+    deleted = info.get("max-deleted-entry-id")
+    return deleted is not None and point < parse_id(str(deleted))

@@ -1,0 +1,150 @@
+"""The three small interfaces a backend implements, and what they exchange.
+
+- :class:`MessageLog` stores a message (assigning its id) and reads history;
+  a stored message reaches every process through the backend's bus.
+- :class:`Presence` records who is connected to which room, on every process.
+- :class:`Bus` carries events that are not stored (presence) to every
+  process, and calls ``deliver`` for every event of a watched room: the one
+  delivery path, whatever the backend.
+
+A :class:`Backend` bundles one of each; ``realtime.backends`` picks one by URL.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .protocol import Draft, Event, Message
+
+Deliver = Callable[[str, Event], None]
+
+
+class BrokerUnavailable(Exception):
+    """The backend cannot take or give data right now; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One connection in a room, as presence shows it."""
+
+    conn_id: str
+    user: str
+    transport: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user": self.user, "transport": self.transport}
+
+
+@dataclass(slots=True)
+class History:
+    """Messages read back for a join or a resume, oldest first.
+
+    ``gap`` is true when the resume point is older than what the log still
+    holds (messages after it were evicted) or unknown to it (newer than the
+    newest id, as after a reset): the client must be told it missed something.
+    """
+
+    messages: list[Message] = field(default_factory=list)
+    gap: bool = False
+
+
+class MessageLog(ABC):
+    """Appends messages with strictly increasing ids per room, reads them back."""
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @abstractmethod
+    async def append(self, draft: Draft) -> Message:
+        """Store the message and hand it to the bus; raise BrokerUnavailable."""
+
+    @abstractmethod
+    async def history(self, room: str, since: str | None, limit: int) -> History:
+        """The last ``limit`` messages, or those after ``since`` (at most limit)."""
+
+    @abstractmethod
+    async def rooms(self) -> list[str]:
+        """Names of the rooms that have a history."""
+
+
+class Presence(ABC):
+    """Who is in which room; ``join``/``leave`` return the room's members."""
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @abstractmethod
+    async def join(self, room: str, member: Member) -> list[Member]: ...
+
+    @abstractmethod
+    async def leave(self, room: str, member: Member) -> list[Member]: ...
+
+    @abstractmethod
+    async def rooms(self) -> dict[str, list[Member]]:
+        """Members of every room that has any, on every process."""
+
+
+class Bus(ABC):
+    """Carries events to every process that watches their room."""
+
+    def __init__(self) -> None:
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        return None
+
+    def deliver(self, room: str, event: Event) -> None:
+        if self._deliver is not None:
+            self._deliver(room, event)
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    async def watch(self, room: str) -> None:  # noqa: B027 (most buses need nothing)
+        """A room got its first local subscriber (the Redis bus notes where it
+        stands). Never raises: a bus that cannot look now just knows less."""
+
+    def unwatch(self, room: str) -> None:  # noqa: B027
+        """The room's last local subscriber left."""
+
+    @abstractmethod
+    async def publish(self, room: str, event: Event) -> None:
+        """Deliver an event that is not stored (presence) everywhere."""
+
+
+@dataclass(slots=True)
+class Backend:
+    """One message log, one presence registry and one bus, started together."""
+
+    name: str
+    log: MessageLog
+    presence: Presence
+    bus: Bus
+    info: dict[str, Any] = field(default_factory=dict)
+
+    async def start(self, deliver: Deliver) -> None:
+        await self.bus.start(deliver)
+        await self.log.open()
+        await self.presence.open()
+
+    async def close(self) -> None:
+        await self.presence.close()
+        await self.log.close()
+        await self.bus.close()
+
+    @property
+    def healthy(self) -> bool:
+        return self.bus.healthy

@@ -1,0 +1,88 @@
+"""Presence as rooms see it: join/leave announcements and the member counts.
+
+:class:`Roster` records members in the backend's :class:`Presence` and
+announces joins and leaves over the bus. Above ``limit`` members, joins and
+leaves are not broadcast (each would cost every member a message: N joins
+cost N²); the joiner still gets a snapshot with the count and the first
+members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable
+
+from .ports import BrokerUnavailable, Bus, Member, Presence
+from .protocol import Event
+
+log = logging.getLogger("realtime.presence")
+
+
+def presence_event(
+    room: str, kind: str, member: Member, members: list[Member], limit: int
+) -> Event:
+    """A join/leave with the member list, cut to ``limit`` entries (see ``count``)."""
+    return Event(
+        "presence",
+        {
+            "type": "presence",
+            "room": room,
+            "event": kind,
+            "user": member.user,
+            "transport": member.transport,
+            "count": len(members),
+            "members": [m.to_dict() for m in members[:limit]],
+        },
+    )
+
+
+def by_transport(members: Iterable[Member]) -> Counter[str]:
+    """Members per transport name."""
+    return Counter(m.transport for m in members)
+
+
+class Roster:
+    """Joins and leaves of this process's connections, each left exactly once."""
+
+    def __init__(self, presence: Presence, bus: Bus, limit: int) -> None:
+        self.presence = presence
+        self.bus = bus
+        self.limit = limit
+        self._joined: dict[str, str] = {}  # conn_id -> room
+        self._leaving: set[asyncio.Task[None]] = set()
+
+    async def join(self, room: str, member: Member) -> Event | None:
+        """Record the member and announce it; return the snapshot the joiner
+        alone must get (when the room is too big for broadcasts), else None."""
+        self._joined[member.conn_id] = room
+        members = await self.presence.join(room, member)
+        if len(members) > self.limit:
+            return presence_event(room, "join", member, members, self.limit)
+        await self._announce(room, "join", member, members)
+        return None
+
+    async def leave(self, room: str, member: Member) -> None:
+        if self._joined.pop(member.conn_id, None) is None:
+            return  # never joined, or already left
+        members = await self.presence.leave(room, member)
+        if len(members) < self.limit:
+            await self._announce(room, "leave", member, members)
+
+    def leave_soon(self, room: str, member: Member) -> None:
+        """Leave from synchronous code (a subscriber dropped mid-flush)."""
+        task = asyncio.get_running_loop().create_task(self.leave(room, member))
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
+
+    async def settle(self, seconds: float) -> None:
+        """Wait (bounded) for leaves still on their way to the backend."""
+        if self._leaving:
+            await asyncio.wait(set(self._leaving), timeout=seconds)
+
+    async def _announce(self, room: str, kind: str, member: Member, members: list[Member]) -> None:
+        try:
+            await self.bus.publish(room, presence_event(room, kind, member, members, self.limit))
+        except BrokerUnavailable:
+            log.warning("presence %s in %s not sent: broker unavailable", kind, room)

@@ -1,0 +1,1 @@
+"""Who may do what: Origin checks, rate limits and connection caps, signed tokens."""
