@@ -1,0 +1,48 @@
+"""An in-memory Sink: what a transport would have written, as events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from realtime.core.protocol import Event
+from realtime.core.room import CloseReason
+
+
+class LineWire:
+    def encode(self, event: Event) -> bytes:
+        return event.json.encode() + b"\n"
+
+
+WIRE = LineWire()
+
+
+class MemorySink:
+    """Records writes; ``unsent`` plays the bytes a slow socket still holds."""
+
+    wire = WIRE
+
+    def __init__(self, unsent: int = 0) -> None:
+        self.writes: list[bytes] = []
+        self.closed: CloseReason | None = None
+        self.unsent = unsent
+        self.gone = False
+
+    def write(self, data: bytes) -> int:
+        if self.gone:
+            raise ConnectionResetError("gone")
+        self.writes.append(data)
+        return self.unsent
+
+    def close(self, reason: CloseReason) -> None:
+        assert self.closed is None, "a sink is closed once"
+        self.closed = reason
+
+    async def refuse(self, exc: Exception) -> None:
+        raise AssertionError(f"refused: {exc}")
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for data in self.writes for line in data.splitlines()]
+
+    def ids(self) -> list[str]:
+        return [e["id"] for e in self.events() if e["type"] == "message"]
