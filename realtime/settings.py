@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .core.protocol import max_json_bytes
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -37,8 +39,9 @@ class Settings:
 
     @property
     def max_frame_bytes(self) -> int:
-        """Largest WebSocket frame: the text limit plus room for JSON escapes."""
-        return 2 * self.max_message_bytes + 1024
+        """Largest WebSocket frame or POST body: room for a text of
+        ``max_message_bytes`` however its JSON is escaped."""
+        return max_json_bytes(self.max_message_bytes)
 
 
 _HELP: dict[str, str] = {

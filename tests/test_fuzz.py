@@ -27,13 +27,14 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from realtime import Settings
 from realtime.core.protocol import USER_MAX
 from realtime.transports.state import HUB
 
 from .conftest import MakeClient
 
 MAX_TEXT = 64  # max_message_bytes for these servers: "huge" is easy to reach
-MAX_FRAME = 2 * MAX_TEXT + 1024
+MAX_FRAME = Settings(max_message_bytes=MAX_TEXT).max_frame_bytes
 FUZZ = settings(
     max_examples=60,
     deadline=None,

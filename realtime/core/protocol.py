@@ -16,6 +16,10 @@ from typing import Any, Protocol
 
 ROOM_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 USER_MAX = 32
+CLIENT_ID_MAX = 64
+# Room for everything but the text in an escaped send request: 12 bytes per
+# character of client_id and user, the keys and "send" escaped, punctuation.
+ENVELOPE_BYTES = 12 * (CLIENT_ID_MAX + USER_MAX) + 1024
 
 
 class ProtocolError(Exception):
@@ -146,19 +150,37 @@ def parse_send(data: Any, *, room: str, user: str, max_bytes: int) -> Draft:
     if len(_utf8(text, "text")) > max_bytes:
         raise ProtocolError("too_long", f"'text' is over {max_bytes} bytes", status=413)
     client_id = data.get("client_id")
-    if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 64):
-        raise ProtocolError("bad_message", "'client_id' must be a string of <= 64")
+    if client_id is not None and (not isinstance(client_id, str) or len(client_id) > CLIENT_ID_MAX):
+        raise ProtocolError("bad_message", f"'client_id' must be a string of <= {CLIENT_ID_MAX}")
     if client_id is not None:
         _utf8(client_id, "client_id")
     return Draft(room=room, user=user, text=text, client_id=client_id)
 
 
-def parse_send_json(raw: str, *, room: str, user: str, max_bytes: int) -> Draft:
+def decode_json(raw: str | bytes, what: str = "the message") -> Any:
+    """A client's JSON, or ``bad_json``: whatever the decoder raises on it
+    (``ValueError``, ``RecursionError`` on deep nesting, …) is the client's
+    input being bad, never the server failing."""
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ProtocolError("bad_json", "the message is not valid JSON") from None
-    return parse_send(data, room=room, user=user, max_bytes=max_bytes)
+        return json.loads(raw)
+    except Exception:
+        raise ProtocolError("bad_json", f"{what} is not valid JSON") from None
+
+
+def max_json_bytes(max_text_bytes: int) -> int:
+    """The largest send request whose text may still fit ``max_text_bytes``.
+
+    The text limit is on UTF-8 bytes, but a client may write any character
+    as a ``\\uXXXX`` escape: 6 bytes per UTF-16 code unit, so 6 bytes for a
+    1-byte character (the worst case), 6 for 2 or 3 bytes, 12 for 4. The rest
+    of the object (``type``, ``client_id`` of 64 characters, ``user`` of
+    ``USER_MAX``, keys, all escaped the same way) fits in ``ENVELOPE_BYTES``.
+    """
+    return 6 * max_text_bytes + ENVELOPE_BYTES
+
+
+def parse_send_json(raw: str, *, room: str, user: str, max_bytes: int) -> Draft:
+    return parse_send(decode_json(raw), room=room, user=user, max_bytes=max_bytes)
 
 
 class Wire(Protocol):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from aiohttp import web
 
 from ..core.ports import BrokerUnavailable
-from ..core.protocol import ProtocolError, parse_send, validate_user
+from ..core.protocol import ProtocolError, decode_json, parse_send, validate_user
 from . import sse, websocket
 from .errors import json_error, json_response, protocol_error, too_large, unavailable
 from .guard import GUARD
@@ -36,10 +35,7 @@ async def post_message(request: web.Request) -> web.Response:
     if len(raw) > limit:
         raise too_large(limit)
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise json_error(400, "bad_json", "the body is not valid JSON") from None
-    try:
+        data = decode_json(raw, "the body")
         user = target.user
         # A token names the user; then a "user" in the body is ignored.
         if not target.user_from_token and isinstance(data, dict) and "user" in data:
