@@ -76,7 +76,13 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
-    app = web.Application(client_max_size=settings.max_frame_bytes)
+    app = web.Application(
+        client_max_size=settings.max_frame_bytes,
+        # aiohttp closes a connection still waiting for a complete request
+        # after keepalive_timeout, counted from the connection's start (or the
+        # end of the previous response): the bound on slow header senders.
+        handler_args={"keepalive_timeout": settings.request_timeout},
+    )
     app[SETTINGS] = settings
     backend = create_backend(
         settings.broker, history_size=settings.history_size, store_url=settings.store

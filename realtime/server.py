@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 
@@ -12,6 +13,7 @@ from .app import create_app
 from .core.ports import BrokerUnavailable
 from .settings import Settings
 
+EXIT_LISTEN = 2  # the port could not be bound (in use, not ours)
 EXIT_BROKER = 3  # the broker could not be reached at start
 
 log = logging.getLogger("realtime")
@@ -30,20 +32,24 @@ def serve(
     settings: Settings, *, reuse_port: bool = False, app: web.Application | None = None
 ) -> None:
     fast = install_uvloop()
-    log.info(
-        "realtime listening on http://%s:%d broker=%s loop=%s pid=%d",
-        settings.host,
-        settings.port,
-        settings.broker,
-        "uvloop" if fast else "asyncio",
-        os.getpid(),
-    )
+
+    def listening(banner: str) -> None:  # run_app calls this once the port is bound
+        log.info(
+            "realtime listening on http://%s:%d broker=%s loop=%s pid=%d",
+            settings.host,
+            settings.port,
+            settings.broker,
+            "uvloop" if fast else "asyncio",
+            os.getpid(),
+        )
+
     try:
         web.run_app(
             app or create_app(settings),
             host=settings.host,
             port=settings.port,
-            print=None,
+            backlog=settings.backlog,
+            print=listening,
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=5.0,
@@ -52,4 +58,10 @@ def serve(
     except BrokerUnavailable as exc:
         log.error("realtime cannot start: %s", exc)
         raise SystemExit(EXIT_BROKER) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        reason = os.strerror(exc.errno)
+        log.error("realtime cannot listen on %s:%d: %s", settings.host, settings.port, reason)
+        raise SystemExit(EXIT_LISTEN) from None
     log.info("realtime stopped")

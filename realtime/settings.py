@@ -19,6 +19,8 @@ from .core.protocol import max_json_bytes
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
+    backlog: int = 1024
+    request_timeout: float = 5.0
     history_size: int = 1000
     replay: int = 50
     max_message_bytes: int = 4096
@@ -47,6 +49,10 @@ class Settings:
 _HELP: dict[str, str] = {
     "host": "interface to listen on",
     "port": "TCP port to listen on",
+    "backlog": "connections the kernel queues while the server is busy accepting "
+    "(capped by net.core.somaxconn)",
+    "request_timeout": "seconds a client has to send a request's headers (and a POST its "
+    "body); also how long an idle keep-alive connection is kept",
     "history_size": "messages kept per room for history and resume",
     "replay": "messages sent to a fresh join before live ones",
     "max_message_bytes": "largest message text in bytes (UTF-8)",
@@ -70,6 +76,11 @@ _HELP: dict[str, str] = {
 
 _METAVARS: dict[type, str] = {int: "N", float: "SECONDS"}
 
+USAGE = """python -m realtime [options]           serve (the options below)
+       python -m realtime token --user NAME [--rooms PATTERNS] [--ttl 1h]
+                                              print a signed token for private rooms
+                                              (python -m realtime token --help)"""
+
 
 def env_name(field: str) -> str:
     return "REALTIME_" + field.upper()
@@ -78,6 +89,7 @@ def env_name(field: str) -> str:
 def build_parser(prog: str = "python -m realtime") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
+        usage=USAGE,
         description="Chat rooms over WebSocket and Server-Sent Events.",
         epilog="Every option can also be set by the environment variable shown "
         "in brackets; a flag wins over the variable.",
@@ -133,6 +145,10 @@ def check(s: Settings) -> None:
         problems.append("--replay must be between 0 and --history-size")
     if s.max_message_bytes < 1:
         problems.append("--max-message-bytes must be positive")
+    if s.backlog < 1:
+        problems.append("--backlog must be at least 1")
+    if s.request_timeout <= 0:
+        problems.append("--request-timeout must be positive")
     if s.heartbeat <= 0:
         problems.append("--heartbeat must be positive")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

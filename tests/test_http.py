@@ -107,3 +107,19 @@ async def test_event_stream_over_http_1_0_is_refused_clearly(client: Any) -> Non
     status = await asyncio.wait_for(reader.readline(), 5)
     writer.close()
     assert b" 505 " in status
+
+
+async def test_a_slow_post_body_gets_408(make_client: MakeClient) -> None:
+    client = await make_client(request_timeout=0.5)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            b"POST /rooms/r/messages HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            b'{"text":'
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+    finally:
+        writer.close()
+    assert (await (await client.get("/rooms/r/messages?since=0")).json())["messages"] == []

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
+import pytest
 
 from .helpers import SseReader, free_port, ws_until
 
@@ -81,3 +86,106 @@ async def test_sigterm_closes_clients_and_exits(tmp_path: object) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "realtime", *args], capture_output=True, text=True, timeout=30
+    )
+
+
+def test_help_lists_the_token_subcommand() -> None:
+    out = run_cli("--help")
+    assert out.returncode == 0
+    assert "python -m realtime token --user NAME" in out.stdout
+    assert "--backlog" in out.stdout and "--request-timeout" in out.stdout
+
+
+async def test_a_port_in_use_is_one_clear_line_and_exit_code_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = await asyncio.to_thread(run_cli, "--port", str(port), "--store", "memory")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def connected_while_stopped(proc: subprocess.Popen[bytes], port: int, n: int) -> int:
+    """Stop the server (as a busy loop would), open ``n`` connections at once,
+    and count those the kernel completed within half a second: the rest wait
+    for a SYN retry because the listen queue is full."""
+    socks = []
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            socks.append(s)
+        deadline = time.monotonic() + 0.5
+        pending = set(socks)
+        while pending and time.monotonic() < deadline:
+            _, writable, _ = select.select([], list(pending), [], 0.05)
+            pending -= set(writable)
+        return sum(
+            1
+            for s in socks
+            if s not in pending and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        )
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize(("backlog", "burst"), [(None, 600), ("64", 600)])
+async def test_backlog_holds_a_burst_of_connections(backlog: str | None, burst: int) -> None:
+    port = free_port()
+    extra = ["--backlog", backlog] if backlog else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realtime", "--port", str(port), "--store", "memory", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        connected = await asyncio.to_thread(connected_while_stopped, proc, port, burst)
+        if backlog is None:  # the default, 1024, queues them all
+            assert connected == burst
+        else:  # the kernel holds backlog + 1, the rest wait for a retry
+            assert connected <= int(backlog) + 1
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def readme_websocket_snippet() -> str:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    match = re.search(r"\.venv/bin/python - <<'EOF'\n(.*?)\nEOF\n", readme, re.S)
+    assert match, "README's WebSocket snippet not found"
+    return match.group(1)
+
+
+async def test_readme_websocket_snippet_ends_by_itself() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realtime", "--port", str(port), "--store", "memory"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        code = readme_websocket_snippet().replace("8080", str(port))
+        out = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True, timeout=20
+        )
+        assert out.returncode == 0, out.stderr
+        assert '"text":"hi from ws"' in out.stdout
+    finally:
+        proc.kill()
+        proc.wait()

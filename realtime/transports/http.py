@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from aiohttp import web
@@ -29,9 +30,14 @@ async def post_message(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     try:
-        raw = await request.read()
+        async with asyncio.timeout(settings.request_timeout):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
+    except TimeoutError:
+        raise json_error(
+            408, "request_timeout", f"the body did not arrive within {settings.request_timeout} s"
+        ) from None
     if len(raw) > limit:
         raise too_large(limit)
     try:
