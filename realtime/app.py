@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         history_size=settings.history_size,
         max_buffer=settings.max_buffer_bytes,
         presence_limit=settings.presence_limit,
+        write_delay=settings.write_delay / 1000,
     )
     app[METRICS] = metrics = Metrics(app[HUB], TRANSPORTS)
     app[GUARD] = Guard.from_settings(settings, metrics)

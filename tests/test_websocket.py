@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from typing import Any
 
 import aiohttp
@@ -211,3 +212,16 @@ async def test_resume_from_an_id_the_room_never_reached_gets_new_messages(
         assert [m["id"] for m in await ws_messages(ws, 3)] == ["1", "2", "3"]
         await post(client, "reset", "new")
         assert (await ws_until(ws, "message"))["id"] == "4"
+
+
+async def test_a_fast_sender_is_pipelined_and_keeps_its_order(make_client: MakeClient) -> None:
+    """Frames sent back to back are stored in frame order (the next is read
+    while the previous commits), and every one comes back once."""
+    client = await make_client(store=f"sqlite:{tempfile.mkdtemp()}/h.db", replay=0)
+    async with client.ws_connect("/rooms/pipe/ws?user=fast") as ws:
+        await ws_until(ws, "presence")
+        for i in range(300):
+            await ws.send_json({"text": f"m{i}", "client_id": f"c{i}"})
+        got = await ws_messages(ws, 300, timeout=15)
+    assert [m["client_id"] for m in got] == [f"c{i}" for i in range(300)]
+    assert [int(m["id"]) for m in got] == list(range(1, 301))

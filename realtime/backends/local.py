@@ -36,7 +36,10 @@ class LocalPresence(Presence):
 
 
 class StoredLog(MessageLog):
-    """A log in this process: store the message, then hand it to the bus."""
+    """A log in this process: store the message, then hand it to the bus.
+    ``store`` assigns the id before its first await."""
+
+    ordered_appends = True
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus

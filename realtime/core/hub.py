@@ -45,8 +45,11 @@ class Hub:
         history_size: int,
         max_buffer: int,
         presence_limit: int = 100,
+        write_delay: float = 0.0,
     ) -> None:
         self.backend = backend
+        # Seconds a room's events wait to be written together (0: this pass).
+        self.write_delay = write_delay
         self.replay = replay
         self.history_size = history_size
         self.max_buffer = max_buffer
@@ -84,7 +87,11 @@ class Hub:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._pass_started = time.perf_counter()
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            if self.write_delay:
+                loop.call_later(self.write_delay, self._flush)
+            else:
+                loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Once per loop pass: every room with queued events writes them."""
@@ -102,6 +109,12 @@ class Hub:
             self.on_fanout(time.perf_counter() - self._pass_started, count)
 
     # -- messages -------------------------------------------------------
+    @property
+    def ordered_appends(self) -> bool:
+        """Do appends started in order get ids in that order, so a sender may
+        start the next before the previous one is committed?"""
+        return self.backend.log.ordered_appends
+
     async def publish(self, draft: Draft) -> Message:
         msg = await self.backend.log.append(draft)
         self.published += 1

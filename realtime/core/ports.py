@@ -54,6 +54,10 @@ class History:
 class MessageLog(ABC):
     """Appends messages with strictly increasing ids per room, reads them back."""
 
+    # True when ids follow the order in which appends are *called* (assigned
+    # before the first await), so one sender's appends may overlap.
+    ordered_appends = False
+
     async def open(self) -> None:
         return None
 

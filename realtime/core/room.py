@@ -27,15 +27,26 @@ class CloseReason(enum.Enum):
     GONE = "connection lost"
 
 
+class Writer(Protocol):
+    """Where a subscriber's bytes go: an ``asyncio.WriteTransport`` fits."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes without waiting. May raise ``RuntimeError`` or
+        ``ConnectionError`` once the connection is closed."""
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes written but not yet sent."""
+
+
 class Sink(Protocol):
-    """What a transport gives the room: write bytes, or close with a reason."""
+    """What a transport gives the room: where to write bytes, in which wire
+    format, and how to close with a reason."""
 
     @property
     def wire(self) -> Wire: ...
 
-    def write(self, data: bytes) -> int:
-        """Write without waiting; return the bytes still unsent. Raise
-        ``ConnectionError`` when the connection is gone."""
+    @property
+    def writer(self) -> Writer: ...
 
     def close(self, reason: CloseReason) -> None:
         """Called once, when the subscriber is closed by the server."""
@@ -48,6 +59,9 @@ class SubState(enum.Enum):
 
 
 NO_ID = (-1, -1)
+# What writing to a connection that is already closed raises (uvloop raises
+# RuntimeError for a closed handle).
+GONE_ERRORS = (RuntimeError, ConnectionError)
 
 
 class Subscriber:
@@ -59,11 +73,13 @@ class Subscriber:
         "_max_buffer",
         "_on_close",
         "close_reason",
+        "max_buffer",
         "member",
         "room",
         "sink",
         "state",
         "wire",
+        "writer",
     )
 
     def __init__(
@@ -78,6 +94,7 @@ class Subscriber:
         self.member = member
         self.room = room
         self.wire = sink.wire
+        self.writer = sink.writer
         self.state = SubState.SYNCING
         self.close_reason: CloseReason | None = None
         self._held: list[Event] = []
@@ -85,18 +102,20 @@ class Subscriber:
         # the history read already saw (stored, but not yet broadcast when
         # the read ran) and must not be sent twice.
         self._floor: tuple[int, int] | None = None
-        self._max_buffer = max_buffer
+        self.max_buffer = max_buffer
         self._on_close = on_close
         room.add(self)
 
     def write(self, data: bytes) -> None:
-        """Hand bytes to the transport; drop the subscriber if it is behind."""
+        """Hand bytes to the transport; drop the subscriber if it is behind.
+        (:meth:`Room.flush` does the same inline for plain live subscribers.)"""
+        writer = self.writer
         try:
-            unsent = self.sink.write(data)
-        except ConnectionError:
+            writer.write(data)
+        except GONE_ERRORS:
             self.close(CloseReason.GONE)
             return
-        if unsent > self._max_buffer:
+        if writer.get_write_buffer_size() > self.max_buffer:
             self.close(CloseReason.SLOW)
 
     def offer(self, events: list[Event]) -> int:
@@ -203,12 +222,20 @@ class Room:
         count = len(events)
         joined: dict[int, bytes] = {}
         delivered = 0
+        # The hot loop: one write per subscriber, nothing else on the way.
         for sub in list(self._plain):
             wire = sub.wire
             data = joined.get(id(wire))
             if data is None:
                 data = joined[id(wire)] = b"".join(ev.encoded(wire) for ev in events)
-            sub.write(data)
+            writer = sub.writer
+            try:
+                writer.write(data)
+            except GONE_ERRORS:  # closed under us; its handler is ending
+                sub.close(CloseReason.GONE)
+                continue
+            if writer.get_write_buffer_size() > sub.max_buffer:
+                sub.close(CloseReason.SLOW)
             delivered += count
         for sub in list(self._other):
             delivered += sub.offer(events)

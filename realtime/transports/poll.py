@@ -51,10 +51,13 @@ class PollSink:
         self.buffer = bytearray()
         self.ready = asyncio.Event()
         self.refused: BrokerUnavailable | None = None
+        self.writer = self
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
         self.buffer += data
         self.ready.set()
+
+    def get_write_buffer_size(self) -> int:
         return 0  # the answer is one body: nothing waits on a socket
 
     def close(self, reason: CloseReason) -> None:

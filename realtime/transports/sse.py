@@ -42,14 +42,9 @@ class SseSink:
 
     def __init__(self, resp: EventSourceResponse, request: web.Request) -> None:
         self._resp = resp
-        self._transport = socket_transport(request)
-
-    def write(self, data: bytes) -> int:
-        t = self._transport
-        if t.is_closing():
-            raise ConnectionResetError("event stream closed")
-        t.write(data)
-        return t.get_write_buffer_size()
+        # Chunks go straight to the socket's transport: the response is
+        # prepared, and the subscriber is detached before it ends.
+        self._transport = self.writer = socket_transport(request)
 
     def close(self, reason: CloseReason) -> None:
         if reason is CloseReason.SLOW:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import deque
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.hub import Hub
 from ..core.ports import BrokerUnavailable
-from ..core.protocol import Event, ProtocolError, dumps, parse_send_json
+from ..core.protocol import Draft, Event, ProtocolError, dumps, parse_send_json
 from ..core.room import CloseReason, Subscriber
 from .errors import json_error
 from .guard import GUARD, Guard, Target
@@ -23,6 +24,7 @@ CLOSE_CODES = {
     CloseReason.GONE: WSCloseCode.GOING_AWAY,
 }
 CLOSE_TIMEOUT = 5.0
+MAX_IN_FLIGHT = 64  # sends of one socket being stored at once
 
 
 class WebSocketWire:
@@ -44,21 +46,14 @@ WIRE = WebSocketWire()
 
 
 class WebSocketSink:
-    """Writes pre-built frames straight to the socket's transport."""
+    """Pre-built frames go straight to the socket's transport."""
 
     wire = WIRE
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
-        self._transport = socket_transport(request)
+        self._transport = self.writer = socket_transport(request)
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
-
-    def write(self, data: bytes) -> int:
-        t = self._transport
-        if t.is_closing() or self._ws.closed:
-            raise ConnectionResetError("websocket closed")
-        t.write(data)
-        return t.get_write_buffer_size()
 
     def close(self, reason: CloseReason) -> None:
         task = asyncio.get_running_loop().create_task(self._close(reason))
@@ -106,7 +101,12 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 class Reader:
-    """The frames a room socket sends: each a message to publish."""
+    """The frames a room socket sends: each a message to publish.
+
+    Sends are pipelined where the log keeps call order: the next frame is
+    read and its message handed to the log while earlier ones are still
+    being committed (at most MAX_IN_FLIGHT), and ids follow frame order.
+    """
 
     def __init__(self, request: web.Request, ws: web.WebSocketResponse, s: Session) -> None:
         self.ws = ws
@@ -117,8 +117,16 @@ class Reader:
         self.target: Target = s.target
         self.max_bytes = request.app[SETTINGS].max_message_bytes
         self.bucket = self.guard.connection_bucket()
+        self.in_flight: deque[asyncio.Future[None]] = deque()
 
     async def serve(self, sub: Subscriber) -> None:
+        try:
+            await self._read()
+        finally:
+            if self.in_flight:  # every accepted frame is answered before the socket ends
+                await asyncio.wait(self.in_flight, timeout=CLOSE_TIMEOUT)
+
+    async def _read(self) -> None:
         ws = self.ws
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -139,9 +147,22 @@ class Reader:
         t = self.target
         try:
             draft = parse_send_json(raw, room=t.room, user=t.user, max_bytes=self.max_bytes)
-            await self.hub.publish(draft)
         except ProtocolError as exc:
             await send_error(self.ws, exc.code, exc.detail)
+            return
+        if not self.hub.ordered_appends:
+            await self._store(draft)
+            return
+        in_flight = self.in_flight
+        in_flight.append(asyncio.ensure_future(self._store(draft)))
+        while in_flight and in_flight[0].done():
+            in_flight.popleft()
+        if len(in_flight) >= MAX_IN_FLIGHT:
+            await in_flight.popleft()
+
+    async def _store(self, draft: Draft) -> None:
+        try:
+            await self.hub.publish(draft)
         except BrokerUnavailable as exc:
             await send_error(self.ws, "unavailable", f"message not stored: {exc}")
 

@@ -27,11 +27,14 @@ class MemorySink:
         self.closed: CloseReason | None = None
         self.unsent = unsent
         self.gone = False
+        self.writer = self
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
         if self.gone:
-            raise ConnectionResetError("gone")
+            raise RuntimeError("the handler is closed")  # as uvloop says it
         self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
         return self.unsent
 
     def close(self, reason: CloseReason) -> None:

@@ -125,8 +125,8 @@ async def test_a_room_whose_flush_fails_does_not_silence_the_others(
     hub: Hub, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken(MemorySink):
-        def write(self, data: bytes) -> int:
-            raise RuntimeError("bug")
+        def get_write_buffer_size(self) -> int:
+            raise ValueError("bug")
 
     good = MemorySink()
     async with (
@@ -157,3 +157,28 @@ async def test_close_all_closes_every_sink_with_the_reason(hub: Hub) -> None:
         hub.close_all(CloseReason.SHUTDOWN)
         assert [s.closed for s in sinks] == [CloseReason.SHUTDOWN] * 3
         assert not list(hub.subscribers())
+
+
+async def test_a_write_delay_gathers_a_rooms_events_into_one_write() -> None:
+    hub = Hub(
+        create_backend("memory", history_size=50, store_url="memory"),
+        replay=0,
+        history_size=50,
+        max_buffer=1 << 20,
+        write_delay=0.05,
+    )
+    await hub.start()
+    try:
+        sink = MemorySink()
+        async with hub.join("r", member("c1"), sink, None):
+            await asyncio.sleep(0.1)  # the presence join, written on its own
+            before = len(sink.writes)
+            for i in range(5):
+                await send(hub, f"m{i}")
+            await settle()
+            assert len(sink.writes) == before  # still gathering
+            await asyncio.sleep(0.1)
+            assert len(sink.writes) == before + 1
+            assert sink.ids() == ["1", "2", "3", "4", "5"]
+    finally:
+        await hub.close()
