@@ -21,12 +21,12 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one live process, in seconds (0 if it is gone)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """``(user, kernel)`` CPU seconds of one live process (utime, stime; 0 if it is gone)."""
     fields = _stat_fields(pid)
     if fields is None:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return 0.0, 0.0
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def with_descendants(pid: int) -> list[int]:
@@ -45,7 +45,13 @@ def with_descendants(pid: int) -> list[int]:
 
 
 def total_cpu(pids: Iterable[int]) -> float:
-    return sum(cpu_seconds(p) for p in pids)
+    return sum(sum(cpu_split(p)) for p in pids)
+
+
+def total_cpu_split(pids: Iterable[int]) -> tuple[float, float]:
+    """``(user, kernel)`` CPU seconds of these processes together."""
+    splits = [cpu_split(p) for p in pids]
+    return sum(u for u, _ in splits), sum(k for _, k in splits)
 
 
 # -- latency figures ------------------------------------------------------------

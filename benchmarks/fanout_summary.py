@@ -1,7 +1,7 @@
 """Medians of several fan-out runs, as one table per transport and rate.
 
-    python benchmarks/fanout_summary.py /tmp/bench-before-*.json
-    python benchmarks/fanout_summary.py --compare before-*.json -- after-*.json
+    python -m benchmarks.fanout_summary /tmp/bench-before-*.json
+    python -m benchmarks.fanout_summary --compare before-*.json -- after-*.json
 
 Every figure of the table is the median of that figure over the files given
 (one value per file for each transport, N, rate and client kind). With ``--compare``, a
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from collections import defaultdict
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from fanout_report import COLUMNS, figure, format_table
+from benchmarks.fanout_report import COLUMNS, figure, format_table
 
 Key = tuple[str, float, int, str, str]  # transport, rate, N, publish_via, client
 

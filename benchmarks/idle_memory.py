@@ -7,8 +7,8 @@ memory (``VmRSS`` in ``/proc/PID/status``) before and after. Prints KB per
 connection, then closes everything and stops the server. Bounded: every
 phase has a timeout, and the whole run gives up after ``--timeout`` seconds.
 
-    .venv/bin/python benchmarks/idle_memory.py            # 10,000 connections
-    .venv/bin/python benchmarks/idle_memory.py -n 2000 --json
+    .venv/bin/python -m benchmarks.idle_memory            # 10,000 connections
+    .venv/bin/python -m benchmarks.idle_memory -n 2000 --json
 """
 
 from __future__ import annotations
@@ -18,35 +18,23 @@ import asyncio
 import json
 import multiprocessing
 import os
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
+
+from benchmarks.pipe import raise_fd_limit
+from realtime.workers import free_port
 
 ROOM = "idle"
 # Members per room. Every join sends the room's member list to every member,
 # so one room of N costs O(N^2) bytes of presence; small rooms keep that
 # traffic (which nobody here reads) from dominating or filling buffers.
 ROOM_SIZE = 20
-
-
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rss_kb(pid: int) -> int:
@@ -118,7 +106,7 @@ async def hold(base: str, ws_count: int, sse_count: int, pipe: Connection, first
 
 
 def client_main(base: str, ws_count: int, sse_count: int, pipe: Connection, first: int) -> None:
-    raise_nofile()
+    raise_fd_limit()
     asyncio.run(hold(base, ws_count, sse_count, pipe, first))
 
 
@@ -136,9 +124,9 @@ def wait_until(pred: Any, timeout: float, what: str) -> None:
 
 
 def run(n: int, clients: int, timeout: float) -> dict[str, Any]:
-    hard = raise_nofile()
-    if n // clients + 100 > hard:
-        raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is too low for {n // clients}")
+    limit = raise_fd_limit()
+    if n // clients + 100 > limit:
+        raise SystemExit(f"RLIMIT_NOFILE limit {limit} is too low for {n // clients}")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -156,7 +144,7 @@ def run(n: int, clients: int, timeout: float) -> dict[str, Any]:
             cwd=tmp,
             stdout=subprocess.DEVNULL,
         )
-        procs: list[multiprocessing.Process] = []
+        procs: list[BaseProcess] = []
         pipes: list[Connection] = []
         try:
             wait_until(lambda: get_json(f"{base}/healthz")["status"] == "ok", 20, "the server")
@@ -168,9 +156,9 @@ def run(n: int, clients: int, timeout: float) -> dict[str, Any]:
             for k in range(clients):
                 mine, theirs = ctx.Pipe()
                 args = (base, per // 2, per - per // 2, theirs, k * per)
-                p = ctx.Process(target=client_main, args=args)
-                p.start()
-                procs.append(p)
+                proc = ctx.Process(target=client_main, args=args)
+                proc.start()
+                procs.append(proc)
                 pipes.append(mine)
             opened = failed = 0
             for pipe in pipes:
@@ -200,10 +188,10 @@ def run(n: int, clients: int, timeout: float) -> dict[str, Any]:
                 pipe.send("close")
             return result
         finally:
-            for p in procs:
-                p.join(timeout=10)
-                if p.is_alive():
-                    p.kill()
+            for child in procs:
+                child.join(timeout=10)
+                if child.is_alive():
+                    child.kill()
             server.terminate()
             try:
                 server.wait(timeout=15)

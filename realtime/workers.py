@@ -81,7 +81,8 @@ class Worker:
     started: float
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for ``--port 0``; the tests and benchmarks too)."""
     with socket.socket() as s:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
@@ -91,7 +92,7 @@ def _free_port(host: str) -> int:
 def run_workers(settings: Settings) -> int:
     """Fork ``settings.workers`` workers and watch them; return the exit code."""
     if settings.port == 0:
-        settings = replace(settings, port=_free_port(settings.host))
+        settings = replace(settings, port=free_port(settings.host))
     ctx = multiprocessing.get_context("fork")
     parent = os.getpid()
     stopping: list[int] = []

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from benchmarks.rawclient import EventParser
 
 
 async def post(client: Any, room: str, text: str, user: str = "poster") -> dict[str, Any]:
@@ -37,38 +31,28 @@ class SseReader:
 
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self.resp = resp
-        self.retry: int | None = None
-        self.last_id: str | None = None
+        self.parser = EventParser()
+
+    @property
+    def retry(self) -> int | None:
+        return self.parser.retry
+
+    @property
+    def last_id(self) -> str | None:
+        return self.parser.last_id
 
     async def next(self, timeout: float = 5.0) -> SseEvent:
         async with asyncio.timeout(timeout):
             return await self._next()
 
     async def _next(self) -> SseEvent:
-        fields: dict[str, str] = {}
         while True:
             raw = await self.resp.content.readline()
             if raw == b"":
                 raise EOFError("event stream ended")
-            line = raw.decode().rstrip("\r\n")
-            if line == "":
-                if "data" in fields:
-                    ev = SseEvent(
-                        fields.get("event", "message"), json.loads(fields["data"]), fields.get("id")
-                    )
-                    if ev.id is not None:
-                        self.last_id = ev.id
-                    return ev
-                fields = {}
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "retry":
-                self.retry = int(value)
-            else:
-                fields[name] = value
+            ev = self.parser.line(raw.decode())
+            if ev is not None:
+                return SseEvent(ev.event, json.loads(ev.data), ev.id)
 
     async def until(self, kind: str, timeout: float = 5.0) -> SseEvent:
         async with asyncio.timeout(timeout):

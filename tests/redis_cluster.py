@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from .helpers import free_port
+from realtime.workers import free_port
+
 from .redis_server import RedisServer
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"

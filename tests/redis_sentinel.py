@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from .helpers import free_port
+from realtime.workers import free_port
+
 from .redis_cluster import admin
 from .redis_server import REDIS_SERVER, RedisServer, raw_ping
 

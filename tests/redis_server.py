@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import free_port
+from realtime.workers import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

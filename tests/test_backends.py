@@ -17,8 +17,9 @@ from realtime.backends.local import LocalBus, StoredLog
 from realtime.backends.memory import MemoryLog
 from realtime.backends.sqlite import SqliteLog
 from realtime.core.protocol import Draft, Event
+from realtime.workers import free_port
 
-from .helpers import SseReader, free_port, ws_messages
+from .helpers import SseReader, ws_messages
 from .test_main import wait_healthy
 
 delivered: list[tuple[str, Event]] = []

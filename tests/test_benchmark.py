@@ -16,6 +16,10 @@ from typing import TypeVar
 
 import pytest
 
+from benchmarks.raw_subscribers import RawEventSource, RawWebSocket
+from benchmarks.rawclient import FrameDecoder, encode_frame, ws_accept, ws_mask
+from benchmarks.subscription import Latencies, Subscription
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "fanout.py"
 
@@ -67,17 +71,6 @@ def test_fanout_refuses_a_remote_url() -> None:
 
 
 # -- the raw-socket subscribers' parsers ----------------------------------------------
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from fanout_clients import (  # noqa: E402
-    Latencies,
-    RawEventSource,
-    RawWebSocket,
-    Subscription,
-    ws_accept,
-    ws_mask,
-)
-
 T = TypeVar("T")
 TOTAL = 8
 SEND_NS = 1_000  # a stamp long before any receive time: every latency is positive
@@ -123,31 +116,14 @@ def presence(user: str, members: list[str]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def server_frame(opcode: int, payload: bytes, fin: bool = True, mask: bytes = b"") -> bytes:
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head = struct.pack("!BB", b0, bit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, bit | 127, n)
-    return head + mask + (ws_mask(payload, mask) if mask else payload)
-
-
 def client_frames(data: bytes) -> list[tuple[int, bytes]]:
     """``(opcode, unmasked payload)`` of client frames, which must be final and masked."""
-    frames, pos = [], 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        assert b0 & 0x80 and b1 & 0x80, "client frames are final and masked"
-        n, pos = b1 & 0x7F, pos + 2
-        assert n < 126  # only control frames here
-        mask, pos = data[pos : pos + 4], pos + 4
-        frames.append((b0 & 0x0F, ws_mask(data[pos : pos + n], mask)))
-        pos += n
-    return frames
+    decoder = FrameDecoder()
+    frames = decoder.feed(data)
+    assert decoder.pending == b"", "only whole frames"
+    assert all(f.fin and f.masked for f in frames), "client frames are final and masked"
+    assert all(len(f.payload) < 126 for f in frames)  # only control frames here
+    return [(f.opcode, f.payload) for f in frames]
 
 
 def new_ws() -> tuple[RawWebSocket, Subscription, Latencies, FakeTransport]:
@@ -167,20 +143,20 @@ def ws_head(proto: RawWebSocket, status: bytes = b"101 Switching Protocols") -> 
 
 WS_FRAMES = b"".join(
     [
-        server_frame(0x1, presence("s9", ["s1", "s9"])),  # someone else's join: not ready yet
-        server_frame(0x1, presence("s1", ["s1", "s9"])),
-        server_frame(0x1, stamped(0)),  # 7-bit length
-        server_frame(0x9, b"hb-1"),
-        server_frame(0x1, stamped(1, pad=300)),  # 16-bit length
-        server_frame(0x1, stamped(2)[:20], fin=False),  # fragmented, a ping in between
-        server_frame(0x9, b""),
-        server_frame(0x0, stamped(2)[20:]),
-        server_frame(0x1, stamped(0)),  # a duplicate
-        server_frame(0xA, b"unsolicited pong"),
-        server_frame(0x1, stamped(3), mask=b"\x01\x02\x03\x04"),
-        server_frame(0x1, stamped(99)),  # not a message of this run
-        server_frame(0x8, struct.pack("!H", 1013) + b"slow"),
-        server_frame(0x1, stamped(4)),  # after the close: ignored
+        encode_frame(0x1, presence("s9", ["s1", "s9"])),  # someone else's join: not ready yet
+        encode_frame(0x1, presence("s1", ["s1", "s9"])),
+        encode_frame(0x1, stamped(0)),  # 7-bit length
+        encode_frame(0x9, b"hb-1"),
+        encode_frame(0x1, stamped(1, pad=300)),  # 16-bit length
+        encode_frame(0x1, stamped(2)[:20], fin=False),  # fragmented, a ping in between
+        encode_frame(0x9, b""),
+        encode_frame(0x0, stamped(2)[20:]),
+        encode_frame(0x1, stamped(0)),  # a duplicate
+        encode_frame(0xA, b"unsolicited pong"),
+        encode_frame(0x1, stamped(3), mask=b"\x01\x02\x03\x04"),
+        encode_frame(0x1, stamped(99)),  # not a message of this run
+        encode_frame(0x8, struct.pack("!H", 1013) + b"slow"),
+        encode_frame(0x1, stamped(4)),  # after the close: ignored
     ]
 )
 
@@ -223,9 +199,9 @@ def test_raw_websocket_parses_frames_split_anywhere() -> None:
 def test_raw_websocket_64_bit_length() -> None:
     def run() -> None:
         proto, sub, _, transport = new_ws()
-        big = server_frame(0x1, stamped(5, pad=70_000))
+        big = encode_frame(0x1, stamped(5, pad=70_000))
         assert big[1] == 127
-        stream = ws_head(proto) + big + server_frame(0x1, stamped(6))
+        stream = ws_head(proto) + big + encode_frame(0x1, stamped(6))
         head_end = len(ws_head(proto))
         for i in range(head_end + 12):  # the head and the 64-bit length byte by byte
             proto.data_received(stream[i : i + 1])

@@ -22,7 +22,6 @@ system-deps`` installs it); without them they fail rather than skip.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from benchmarks import rawclient
 from realtime import Settings, create_app
 from realtime.transports.state import HUB
 
@@ -102,36 +102,12 @@ async def next_presence(queue: asyncio.Queue[Any], timeout: float) -> tuple[str,
     return ev["event"], ev["user"]
 
 
-async def raw_ws_upgrade(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A bare WebSocket client: the upgrade by hand, nothing else."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return reader, writer
-
-
 async def answer_pings(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Read server frames; answer each ping with a (masked) pong."""
     while True:
-        b0, b1 = await reader.readexactly(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = int.from_bytes(await reader.readexactly(2))
-        elif n == 127:
-            n = int.from_bytes(await reader.readexactly(8))
-        payload = await reader.readexactly(n)
-        if b0 & 0x0F == 0x9:
-            mask = os.urandom(4)
-            masked = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
-            writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+        frame = await rawclient.read_frame(reader)
+        if frame.opcode == rawclient.PING:
+            writer.write(rawclient.client_frame(rawclient.PONG, frame.payload))
 
 
 # Root's tools live in sbin, which a CI job's PATH may leave out.
@@ -210,7 +186,8 @@ async def test_silent_websocket_peer_is_dropped_within_two_intervals(
     tasks: list[asyncio.Task[None]] = []
 
     async def connect() -> GoDead:
-        reader, writer = await raw_ws_upgrade(server.port, f"/rooms/{ROOM}/ws?user=ghost")
+        path = f"/rooms/{ROOM}/ws?user=ghost"
+        reader, writer = await rawclient.open_websocket("127.0.0.1", server.port, path)
         conns.append(writer)
         tasks.append(asyncio.create_task(answer_pings(reader, writer)))
 

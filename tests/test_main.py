@@ -15,7 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .helpers import SseReader, free_port, ws_until
+from realtime.workers import free_port
+
+from .helpers import SseReader, ws_until
 
 
 async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:

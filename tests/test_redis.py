@@ -16,8 +16,9 @@ from realtime.backends import create_backend
 from realtime.backends.redis.keys import members_key
 from realtime.core.ports import BrokerUnavailable
 from realtime.core.protocol import parse_id
+from realtime.workers import free_port
 
-from .helpers import SseReader, free_port, post, ws_json, ws_messages, ws_until
+from .helpers import SseReader, post, ws_json, ws_messages, ws_until
 from .redis_server import RedisServer, durable_redis, redis_server
 
 __all__ = ["durable_redis", "redis_server"]

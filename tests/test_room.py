@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import socket
-import struct
 from typing import Any
+
+from benchmarks import rawclient
 
 from .conftest import MakeClient
 from .helpers import SseReader, ws_messages, ws_until
@@ -26,19 +25,6 @@ async def stalled_connection(client: Any, request: bytes) -> socket.socket:
     return sock
 
 
-def ws_upgrade(path: str) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
-def sse_request(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
-
-
 async def members(client: Any, room: str) -> dict[str, int]:
     for r in (await (await client.get("/rooms")).json())["rooms"]:
         if r["room"] == room:
@@ -54,21 +40,10 @@ async def read_ws_close_code(sock: socket.socket) -> int | None:
     async with asyncio.timeout(10):
         while chunk := await loop.sock_recv(sock, 1 << 20):
             data += chunk
-    body = data[data.index(b"\r\n\r\n") + 4 :]
-    pos = 0
-    while pos + 2 <= len(body):
-        opcode, length = body[pos] & 0x0F, body[pos + 1] & 0x7F
-        pos += 2
-        if length == 126:
-            (length,) = struct.unpack_from("!H", body, pos)
-            pos += 2
-        elif length == 127:
-            (length,) = struct.unpack_from("!Q", body, pos)
-            pos += 8
-        if opcode == 0x8:
-            code: int = struct.unpack_from("!H", body, pos)[0]
-            return code
-        pos += length
+    body = bytes(data[data.index(b"\r\n\r\n") + 4 :])
+    for frame in rawclient.FrameDecoder().feed(body):
+        if frame.opcode == rawclient.CLOSE:
+            return rawclient.close_code(frame.payload)
     return None
 
 
@@ -76,8 +51,11 @@ async def test_stalled_clients_are_dropped_and_others_get_everything(
     make_client: MakeClient,
 ) -> None:
     client = await make_client(max_buffer_bytes=64 * 1024, replay=0)
-    stalled_ws = await stalled_connection(client, ws_upgrade("/rooms/s/ws?user=stuck-ws"))
-    stalled_sse = await stalled_connection(client, sse_request("/rooms/s/events?user=stuck-sse"))
+    key = rawclient.ws_key()
+    ws_request = rawclient.ws_upgrade_request("/rooms/s/ws?user=stuck-ws", "127.0.0.1", key)
+    sse_request = rawclient.sse_request("/rooms/s/events?user=stuck-sse", "127.0.0.1")
+    stalled_ws = await stalled_connection(client, ws_request)
+    stalled_sse = await stalled_connection(client, sse_request)
     reader = SseReader(await client.get("/rooms/s/events?user=good-sse"))
     async with (
         client.ws_connect("/rooms/s/ws?user=good-ws") as good,

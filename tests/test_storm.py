@@ -26,6 +26,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from benchmarks.rawclient import EventParser
+
 from .conftest import MakeClient
 
 ROOM = "storm"
@@ -135,29 +137,22 @@ class StormClient:
             if resp.status != 200:
                 self.problems.append(f"SSE connect answered {resp.status}")
                 return
-            kind = "message"
-            msg_id: str | None = None
+            parser = EventParser()
             while not self.done:
                 line = await resp.content.readline()
                 if line == b"":
                     self.drops["server-ended"] += 1
                     return
-                if line == b"\n":
-                    kind, msg_id = "message", None
-                elif line.startswith(b"event: "):
-                    kind = line[7:-1].decode()
-                elif line.startswith(b"id: "):
-                    msg_id = line[4:-1].decode()
-                elif line.startswith(b"data: "):
-                    if kind == "presence":
-                        continue
-                    if kind != "message" or msg_id is None:
-                        self.problems.append(f"unexpected {kind}: {line[:200]!r}")
-                        continue
-                    data = json.loads(line[6:])
-                    if data["id"] != msg_id:
-                        self.problems.append(f"SSE id {msg_id} with data id {data['id']}")
-                    self.take(msg_id, data["text"])
+                ev = parser.line(line.decode())
+                if ev is None or ev.event == "presence":
+                    continue
+                if ev.event != "message" or ev.id is None:
+                    self.problems.append(f"unexpected {ev.event}: {ev.data[:200]!r}")
+                    continue
+                data = json.loads(ev.data)
+                if data["id"] != ev.id:
+                    self.problems.append(f"SSE id {ev.id} with data id {data['id']}")
+                self.take(ev.id, data["text"])
         except aiohttp.ClientPayloadError:
             self.drops["server-reset"] += 1
         finally:

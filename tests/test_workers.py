@@ -16,7 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .helpers import SseReader, free_port, ws_json, ws_until
+from realtime.workers import free_port
+
+from .helpers import SseReader, ws_json, ws_until
 from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
