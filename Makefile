@@ -45,7 +45,7 @@ lint: install-test
 	$(BIN)/ruff format --check realtime tests benchmarks
 
 typecheck: install-test
-	$(BIN)/mypy --strict realtime
+	$(BIN)/mypy --strict realtime benchmarks
 
 pytest: install-test system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -44,3 +44,16 @@ REALTIME = Dialect(
     "/healthz",
     join_event=True,
 )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One room of one server over one transport: what a subscriber connects to."""
+
+    base_url: str
+    dialect: Dialect
+    transport: str  # "ws" | "sse"
+    room: str
+
+    def path(self, user: str) -> str:
+        return self.dialect.path(self.transport, self.room, user)

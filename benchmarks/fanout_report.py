@@ -105,6 +105,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("dup", "duplicates", "{:d}"),
     ("drop", "dropped", "{:d}"),
     ("deliv/s", "deliveries_per_s", "{:.0f}"),
+    ("in time", "in_window_fraction", "{:.4f}"),
     ("srv cores", "server_cores", "{:.2f}"),
     ("srv us/dlv", "server_us_per_delivery", "{:.1f}"),
     ("cli cores", "client_cores", "{:.2f}"),

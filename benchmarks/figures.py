@@ -100,7 +100,7 @@ def summarize(
         "drop_reasons": dict(dropped.most_common(5)),
         "deliveries_per_s": delivered / max(1e-9, (last_ns - start_ns) / 1e9) if last_ns else 0.0,
         "in_window": in_window,
-        "in_window_per_s": in_window / publish_s,
+        "in_window_per_s": in_window / (total / args.rate),
         "in_window_fraction": in_window / (expected * len(live)) if expected and live else None,
         "window_s": window,
         **_server_cpu(c0, c1, c2, delivered, window),

@@ -14,7 +14,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from benchmarks import rawclient
-from benchmarks.dialect import Dialect
+from benchmarks.dialect import Endpoint
 from benchmarks.subscription import JOIN_B, MARK_B, Latencies, Subscription
 
 
@@ -240,34 +240,21 @@ class RawEventSource(RawSubscriber):
 
 
 async def subscribe_raw(
-    base_url: str,
-    dialect: Dialect,
-    transport: str,
-    room: str,
-    sub: Subscription,
-    lat: Latencies,
-    connect_timeout: float,
-    sem: asyncio.Semaphore,
+    at: Endpoint, sub: Subscription, lat: Latencies, connect_timeout: float, sem: asyncio.Semaphore
 ) -> None:
     """One raw-socket subscriber, from connect to the end of its stream."""
-    parts = urlsplit(base_url)
+    parts = urlsplit(at.base_url)
     proto: RawSubscriber | None = None
     try:
         if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"the raw client speaks plain http only, not {base_url!r}")
-        path = dialect.path(transport, room, sub.user)
-        cls = RawWebSocket if transport == "ws" else RawEventSource
-        proto = cls(sub, lat, path, parts.netloc, dialect.join_event)
+            raise ValueError(f"the raw client speaks plain http only, not {at.base_url!r}")
+        cls = RawWebSocket if at.transport == "ws" else RawEventSource
+        proto = cls(sub, lat, at.path(sub.user), parts.netloc, at.dialect.join_event)
         loop = asyncio.get_running_loop()
         async with sem, asyncio.timeout(connect_timeout):
             await loop.create_connection(lambda: proto, parts.hostname, parts.port or 80)
             await proto.handshake
         await proto.done
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        if sub.closed is None:
-            sub.closed = f"{type(exc).__name__}: {exc}"[:200]
     finally:
         if proto is not None:
             proto.close()

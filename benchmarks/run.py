@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks import rawclient
+from benchmarks.dialect import Endpoint
 from benchmarks.fanout_report import total_cpu, total_cpu_split, with_descendants
 from benchmarks.figures import summarize
 from benchmarks.pipe import Child, Children
@@ -89,6 +90,11 @@ def lifetime(args: argparse.Namespace) -> float:
     return float(args.connect_timeout + args.settle_max + 3 * args.duration + args.drain + 60)
 
 
+def nominal_window_ns(args: argparse.Namespace) -> int:
+    """Publishing time as planned: the last message is due one interval before its end."""
+    return round(round(args.rate * args.duration) / args.rate * 1e9)
+
+
 def start_workers(
     children: Children, args: argparse.Namespace, target: Target, room: str, transport: str, n: int
 ) -> list[Child]:
@@ -96,10 +102,8 @@ def start_workers(
     users = [f"s{i}" for i in range(n)]
     workers = []
     for index, part in enumerate(split(users, args.procs)):
-        job = WorkerJob(
-            index, target.base_url, target.dialect, room, transport, part, total,
-            args.connect_timeout, lifetime(args), args.client,
-        )  # fmt: skip
+        at = Endpoint(target.base_url, target.dialect, transport, room)
+        job = WorkerJob(index, at, part, total, args.connect_timeout, lifetime(args), args.client)
         workers.append(children.start(f"worker-{index}", worker_main, job))
     return workers
 
@@ -189,7 +193,7 @@ def run_one(
         expected = sum(pub["accepted"])
         say(f"{tag}: {expected}/{total} accepted; draining up to {args.drain:g}s")
         for w in workers:
-            w.send("finish", expected, deadline, window[1])
+            w.send("finish", expected, deadline, window[0] + nominal_window_ns(args))
         results = [w.expect("result", args.drain + 30) for w in workers]
         c2 = CpuClock.read(server_pids, workers, publisher)
     finally:

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from benchmarks.aiohttp_subscribers import session, subscribe_aiohttp
-from benchmarks.dialect import Dialect
+from benchmarks.dialect import Endpoint
 from benchmarks.pipe import receive, run_child, tell
 from benchmarks.raw_subscribers import subscribe_raw
 from benchmarks.subscription import Latencies, Subscription
@@ -31,10 +31,7 @@ Subscribe = Callable[[Subscription, asyncio.Semaphore], Coroutine[Any, Any, None
 @dataclass
 class WorkerJob:
     index: int
-    base_url: str
-    dialect: Dialect
-    room: str
-    transport: str  # "ws" | "sse"
+    endpoint: Endpoint
     users: list[str]
     total: int  # messages the publisher will send: seq 0 .. total-1
     connect_timeout: float
@@ -101,11 +98,22 @@ async def _serve_commands(conn: Connection, subs: list[Subscription], lat: Laten
             return
 
 
+async def _guarded(sub: Subscription, subscribe: Coroutine[Any, Any, None]) -> None:
+    """Run one subscriber; an error ends it and is recorded as why it closed."""
+    try:
+        await subscribe
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if sub.closed is None:
+            sub.closed = f"{type(exc).__name__}: {exc}"[:200]
+
+
 async def _run_subscribers(
     conn: Connection, job: WorkerJob, subs: list[Subscription], lat: Latencies, subscribe: Subscribe
 ) -> None:
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    tasks = [asyncio.create_task(subscribe(s, sem)) for s in subs]
+    tasks = [asyncio.create_task(_guarded(s, subscribe(s, sem))) for s in subs]
     try:
         await _wait_ready(subs, tasks, job.connect_timeout)
         tell(conn, ("ready", _ready_report(subs)))
@@ -119,19 +127,18 @@ async def _run_subscribers(
 async def _worker(conn: Connection, job: WorkerJob) -> None:
     lat = Latencies(job.total)
     subs = [Subscription(u, bytearray(job.total)) for u in job.users]
-    url, dialect, transport, room = job.base_url, job.dialect, job.transport, job.room
+    at = job.endpoint
     async with asyncio.timeout(job.lifetime), session(job.connect_timeout) as http:
         subscribe: Subscribe
         if job.client == "aiohttp":
 
             def subscribe(s: Subscription, sem: asyncio.Semaphore) -> Coroutine[Any, Any, None]:
-                return subscribe_aiohttp(http, url, dialect, transport, room, s, lat, sem)
+                return subscribe_aiohttp(http, at, s, lat, sem)
 
         else:
 
             def subscribe(s: Subscription, sem: asyncio.Semaphore) -> Coroutine[Any, Any, None]:
-                timeout = job.connect_timeout
-                return subscribe_raw(url, dialect, transport, room, s, lat, timeout, sem)
+                return subscribe_raw(at, s, lat, job.connect_timeout, sem)
 
         await _run_subscribers(conn, job, subs, lat, subscribe)
 
