@@ -92,7 +92,8 @@ def lifetime(args: argparse.Namespace) -> float:
 
 def nominal_window_ns(args: argparse.Namespace) -> int:
     """Publishing time as planned: the last message is due one interval before its end."""
-    return round(round(args.rate * args.duration) / args.rate * 1e9)
+    rate, duration = float(args.rate), float(args.duration)
+    return round(round(rate * duration) / rate * 1e9)
 
 
 def start_workers(
