@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
@@ -12,6 +12,7 @@ from .backends import create_backend
 from .core.hub import Hub
 from .core.room import CloseReason
 from .metrics import CONTENT_TYPE, Metrics
+from .policy.origin import origin_allowed
 from .settings import Settings
 from .transports import http, poll, sse, websocket
 from .transports.guard import GUARD, Guard
@@ -29,11 +30,16 @@ def web_root() -> Path:
     raise RuntimeError(f"web pages not found next to {here}")
 
 
-def page(name: str) -> web.RouteDef:
+def page(name: str, path: str | None = None, headers: Mapping[str, str] = {}) -> web.RouteDef:
     async def handler(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(web_root() / name, headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(web_root() / name, headers={"Cache-Control": "no-cache", **headers})
 
-    return web.get("/" + name.removesuffix(".html").replace("index", ""), handler)
+    return web.get(path or "/" + name.removesuffix(".html").replace("index", ""), handler)
+
+
+# client.js is importable from any origin; its connections obey --allow-origin.
+CLIENT_JS = {"Access-Control-Allow-Origin": "*", "X-TypeScript-Types": "/client.d.ts"}
+CLIENT_TYPES = {"Access-Control-Allow-Origin": "*", "Content-Type": "application/typescript"}
 
 
 async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -69,6 +75,31 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers["Referrer-Policy"] = "same-origin"
 
 
+async def _cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Let pages of an allowed other origin read answers and event streams (no cookies)."""
+    origin = request.headers.get("Origin")
+    if origin is None or "Access-Control-Allow-Origin" in response.headers:
+        return
+    allowed = request.app[GUARD].allowed_origins
+    if origin_allowed(origin, host=request.host, scheme=request.scheme, allowed=allowed):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        response.headers.add("Vary", "Origin")
+
+
+async def _preflight(request: web.Request) -> web.Response:
+    """``OPTIONS`` before a cross-origin POST (JSON, ``Authorization``)."""
+    request.app[GUARD].check_origin(request)
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Content-Type, Authorization",
+            "Access-Control-Max-Age": "600",
+        },
+    )
+
+
 async def _metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -100,18 +131,22 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[ECHO_SOCKETS] = set()
     app[CLOSING] = set()
     app.on_response_prepare.append(_security_headers)
+    app.on_response_prepare.append(_cors)
     app.cleanup_ctx.append(_hub_lifecycle)
     app.on_shutdown.append(_close_connections)
     app.add_routes(
         [
             page("index.html"),
             page("compare.html"),
+            page("client.js", "/client.js", CLIENT_JS),
+            page("client.d.ts", "/client.d.ts", CLIENT_TYPES),
             web.get("/rooms", http.list_rooms),
             web.get("/rooms/{room}/ws", websocket.room_socket),
             web.get("/rooms/{room}/events", sse.room_events),
             web.get("/rooms/{room}/poll", poll.room_poll),
             web.post("/rooms/{room}/messages", http.post_message),
             web.get("/rooms/{room}/messages", http.get_messages),
+            web.options("/rooms/{room}/messages", _preflight),
             web.get("/ws/echo", websocket.echo_socket),
             web.get("/ws", websocket.room_socket),
             web.get("/sse", sse.room_events),

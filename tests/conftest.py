@@ -10,6 +10,9 @@ from aiohttp.test_utils import TestClient
 
 from realtime import Settings, create_app
 
+# The Chromium fixtures (browser, pages) of the web tests.
+pytest_plugins = ["tests.browser"]
+
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 

@@ -1,111 +1,21 @@
 """The pages in web/, driven in real headless Chromium against a real server.
 
 Each test opens pages in fresh browser contexts (their own localStorage), and
-fails if a page throws, logs a console error or opens a dialog. On failure
-every open page is saved to test-artifacts/<test>-<n>.png.
+fails if a page throws, logs a console error or opens a dialog (tests/browser.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, BrowserContext, Dialog, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
-from .conftest import MakeClient
+from .browser import Pages
 from .helpers import post
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TIMEOUT_MS = 5_000
-
-expect.set_options(timeout=TIMEOUT_MS)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=15_000
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-async def client(make_client: MakeClient) -> TestClient[Any, Any]:
-    return await make_client()
-
-
-class Pages:
-    """Opens pages on the test server and records what went wrong in them."""
-
-    def __init__(self, browser: Browser, base_url: str) -> None:
-        self.browser = browser
-        self.base_url = base_url.rstrip("/")
-        self.contexts: list[BrowserContext] = []
-        self.pages: list[Page] = []
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-
-    async def open(self, path: str, *, width: int = 1280, height: int = 800) -> Page:
-        context = await self.browser.new_context(viewport={"width": width, "height": height})
-        context.set_default_timeout(TIMEOUT_MS)
-        self.contexts.append(context)
-        page = await context.new_page()
-        self.pages.append(page)
-        page.on("pageerror", lambda exc: self.errors.append(f"{path}: uncaught {exc}"))
-        page.on(
-            "console",
-            lambda msg: msg.type == "error" and self.errors.append(f"{path}: console {msg.text}"),
-        )
-
-        async def on_dialog(dialog: Dialog) -> None:
-            self.dialogs.append(f"{path}: {dialog.type} {dialog.message!r}")
-            await dialog.dismiss()
-
-        page.on("dialog", on_dialog)
-        await page.goto(self.base_url + path)
-        return page
-
-    async def screenshot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        for n, page in enumerate(self.pages):
-            if not page.is_closed():
-                await page.screenshot(path=ARTIFACTS / f"{safe}-{n}.png", full_page=True)
-
-    async def close(self) -> None:
-        for context in self.contexts:
-            await context.close()
-
-
-@pytest.fixture
-async def pages(
-    browser: Browser, client: TestClient[Any, Any], request: pytest.FixtureRequest
-) -> AsyncIterator[Pages]:
-    opened = Pages(browser, str(client.make_url("/")))
-    failed_before = request.session.testsfailed
-    yield opened
-    # The call phase is reported before teardown, so a failure is counted by now.
-    if request.session.testsfailed > failed_before or opened.errors or opened.dialogs:
-        await opened.screenshot(request.node.name)
-    await opened.close()
-    assert not opened.errors, "errors in the page:\n" + "\n".join(opened.errors)
-    assert not opened.dialogs, "dialogs opened:\n" + "\n".join(opened.dialogs)
 
 
 async def set_name(page: Page, name: str) -> None:

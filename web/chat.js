@@ -1,7 +1,8 @@
-// The chat page: one room, one connection, either transport.
-import { TRANSPORT_NAMES, createConnection, newClientId, randomName } from "./client.js";
+// The chat page: one room, one connection, either transport. Over SSE the
+// tabs of this browser share one connection (client.js's `shared`).
+import { TRANSPORT_NAMES, connect as open, isRoomName, newClientId } from "/client.js";
+import { $, el } from "./dom.js";
 
-const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const MAX_SHOWN = 500;
 const STATUS_TEXT = {
   connecting: "connecting…",
@@ -11,7 +12,6 @@ const STATUS_TEXT = {
   closed: "closed",
 };
 
-const $ = (id) => document.getElementById(id);
 const list = $("messages");
 const statusEl = $("status");
 const nameInput = $("name");
@@ -19,20 +19,13 @@ const textInput = $("text");
 
 const params = new URLSearchParams(location.search);
 const requested = params.get("room") || "lobby";
-const room = ROOM_RE.test(requested) ? requested : "lobby";
+const room = isRoomName(requested) ? requested : "lobby";
 
-let user = localStorage.getItem("realtime.name") || randomName();
+let user = localStorage.getItem("realtime.name") || `guest-${Math.random().toString(36).slice(2, 6)}`;
 let transport = localStorage.getItem("realtime.transport") === "sse" ? "sse" : "ws";
 let conn = null;
 const shownIds = new Set();
 const pending = new Map(); // client_id -> <li> shown before the server's copy
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text; // user data only ever goes here
-  return node;
-}
 
 function formatTime(ts) {
   const date = new Date(ts * 1000);
@@ -113,19 +106,31 @@ function onEvent(event) {
   }
 }
 
-function onStatus(status) {
-  statusEl.dataset.status = status;
-  const via = status === "open" ? ` · ${TRANSPORT_NAMES[transport]}` : "";
-  statusEl.textContent = STATUS_TEXT[status] + via;
+function onState({ state, reason }) {
+  statusEl.dataset.status = state;
+  const via = state === "open" ? ` · ${TRANSPORT_NAMES[transport]}` : "";
+  statusEl.textContent = STATUS_TEXT[state] + via;
+  if (state === "open") statusEl.dataset.openAt = String(Date.now());
+  if (state === "closed" && reason) notice(`Disconnected by the server: ${reason}`, "warn");
+}
+
+// Who holds the connection: this tab, or another tab of this browser.
+function onShare({ role, tabs }) {
+  const share = $("share");
+  share.hidden = false;
+  share.dataset.role = role;
+  const held = role === "leader" ? "held by this tab" : "held by another tab";
+  share.textContent = `one connection for ${tabs} tab${tabs === 1 ? "" : "s"}, ${held}`;
 }
 
 function connect() {
   const since = conn ? conn.lastId : null;
   if (conn) conn.close();
-  conn = createConnection(transport);
-  conn.onEvent = onEvent;
-  conn.onStatus = onStatus;
-  conn.connect(room, user, { since });
+  $("share").hidden = true;
+  conn = open(room, { transport, user, since });
+  for (const type of ["message", "presence", "gap", "error"]) conn.on(type, onEvent);
+  conn.on("state", onState);
+  conn.on("share", onShare);
 }
 
 function send(text) {
@@ -134,7 +139,7 @@ function send(text) {
   item.classList.add("pending");
   pending.set(clientId, item);
   append(item);
-  conn.send(text, clientId).catch((err) => {
+  conn.send(text, { clientId }).catch((err) => {
     pending.delete(clientId);
     item.classList.replace("pending", "failed");
     item.querySelector(".time").textContent = `not sent: ${err.message}`;

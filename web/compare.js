@@ -1,7 +1,10 @@
-// The transport lab: a WebSocket pane and an SSE pane in one room.
-import { TRANSPORT_NAMES, createConnection, newClientId } from "./client.js";
+// The transport lab: one pane per transport, all in one room. Each pane holds
+// its own connection (`shared: false`): sharing one SSE stream between tabs
+// is what the chat page does, but here every pane measures its own.
+import { TRANSPORT_NAMES, connect, isRoomName, newClientId } from "/client.js";
+import { $, el } from "./dom.js";
 
-const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const TRANSPORTS = ["ws", "sse"];
 const WINDOW = 100; // samples behind p50/p99 and the byte average
 const MAX_HIST = 5000; // samples kept for the histogram
 const MAX_LOG = 200;
@@ -10,9 +13,8 @@ const LOSS_AFTER_MS = 5000; // a sent message not seen after this long is missin
 const EDGES = [0, 1, 2, 3, 5, 8, 13, 20, 30, 50, 80, 130, 200, 300, 500, 1000];
 const SVG_NS = "http://www.w3.org/2000/svg";
 
-const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const room = ROOM_RE.test(params.get("room") || "") ? params.get("room") : "lab";
+const room = isRoomName(params.get("room")) ? params.get("room") : "lab";
 
 // client_id -> {t0, from}: everything either pane has sent, for latency and loss.
 const sent = new Map();
@@ -20,13 +22,6 @@ const sent = new Map();
 // client_id, so they are counted, and that many unanswered sends are not loss.
 let refusedWs = 0;
 const panes = {};
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG_NS, tag);
@@ -89,11 +84,9 @@ function makePane(transport) {
     node,
     q,
     stats: newStats(),
-    conn: createConnection(transport),
+    conn: null,
     dropped: false,
   };
-  pane.conn.onEvent = (event, info) => onEvent(pane, event, info);
-  pane.conn.onStatus = (status) => onStatus(pane, status);
 
   q(".drop").addEventListener("click", () => drop(pane));
   q(".composer").addEventListener("submit", (e) => {
@@ -188,7 +181,10 @@ function sendFrom(pane, text) {
   const origin = { t0: performance.now(), from: pane.transport };
   sent.set(clientId, origin);
   for (const p of Object.values(panes)) p.stats.outstanding.set(clientId, origin);
-  return pane.conn.send(text, clientId).catch((err) => {
+  return pane.conn.send(text, { clientId }).catch((err) => {
+    // A WebSocket send the server refused answers with an error frame
+    // (counted in onEvent), and its promise times out: not counted twice.
+    if (err.code === "timeout") return;
     // Refused by the server (e.g. rate limited): nobody will receive it.
     sent.delete(clientId);
     for (const p of Object.values(panes)) p.stats.outstanding.delete(clientId);
@@ -203,7 +199,7 @@ function drop(pane) {
   pane.dropped = true;
   const from = pane.conn.lastId ? `since id ${pane.conn.lastId}` : "from the start";
   logEvent(pane, `— dropped by the page; back in ${delay / 1000} s, ${from}`);
-  pane.conn.reconnect({ delay });
+  pane.conn.reconnect({ delayMs: delay });
 }
 
 // -- figures ------------------------------------------------------------------
@@ -364,8 +360,14 @@ $("reset").addEventListener("click", () => {
 $("room-name").textContent = `#${room}`;
 $("chat-link").href = `/?room=${encodeURIComponent(room)}`;
 document.title = `WebSocket vs SSE · #${room} · realtime`;
-for (const transport of ["ws", "sse"]) panes[transport] = makePane(transport);
-for (const pane of Object.values(panes)) pane.conn.connect(room, `lab-${pane.transport}`);
+for (const transport of TRANSPORTS) panes[transport] = makePane(transport);
+for (const pane of Object.values(panes)) {
+  pane.conn = connect(room, { transport: pane.transport, user: `lab-${pane.transport}`, shared: false });
+  for (const type of ["message", "presence", "gap", "error"]) {
+    pane.conn.on(type, (event, info) => onEvent(pane, event, info));
+  }
+  pane.conn.on("state", ({ state }) => onStatus(pane, state));
+}
 // Outstanding messages turn into "missing" with time alone: re-check every second.
 setInterval(scheduleRender, 1000);
 scheduleRender();

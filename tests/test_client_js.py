@@ -1,0 +1,313 @@
+"""web/client.js in real headless Chromium: tabs sharing one SSE connection,
+leader handover, a server restart, other origins, reconnecting when back online.
+
+The chat page (web/chat.js) is the client.js user in most of these: eight tabs
+of one browser profile share localStorage, Web Locks and BroadcastChannels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from realtime.core.room import CloseReason
+from realtime.transports.state import HUB
+
+from .browser import Pages, pages_on
+from .conftest import MakeClient
+from .helpers import free_port, post
+
+TABS = 8
+
+
+async def sse_connections(client: Any, base: str = "") -> int:
+    """The server's count of open SSE connections, from /metrics."""
+    resp = await client.get(base + "/metrics")
+    match = re.search(r'^realtime_connections\{transport="sse"\} (\S+)$', await resp.text(), re.M)
+    return int(float(match[1])) if match else 0
+
+
+async def open_tabs(pages: Pages, room: str, n: int = TABS) -> tuple[BrowserContext, list[Page]]:
+    """``n`` chat tabs of one profile on SSE as "ana"; the first one leads."""
+    context = await pages.context()
+    await context.add_init_script(
+        "localStorage.setItem('realtime.transport', 'sse');"
+        "localStorage.setItem('realtime.name', 'ana');"
+    )
+    tabs = [await pages.open(f"/?room={room}", context=context) for _ in range(n)]
+    for tab in tabs:
+        await expect(tab.locator("#status")).to_have_text("connected · SSE")
+    return context, tabs
+
+
+async def texts(page: Page) -> list[str]:
+    return await page.locator(".message .text").all_text_contents()
+
+
+async def shows_exactly(tabs: list[Page], expected: list[str]) -> None:
+    """Every tab shows ``expected`` in order, each once, and no gap notice."""
+    for tab in tabs:
+        await expect(tab.locator(".message .text")).to_have_text(expected, timeout=15_000)
+    await asyncio.sleep(0.3)  # a duplicate would come right behind
+    for tab in tabs:
+        assert await texts(tab) == expected
+        await expect(tab.locator(".notice.warn")).to_have_count(0)
+
+
+async def leader_of(tabs: list[Page]) -> Page:
+    for tab in tabs:
+        await expect(tab.locator("#share")).to_have_attribute("data-role", re.compile("."))
+    leaders = [t for t in tabs if await t.locator("#share").get_attribute("data-role") == "leader"]
+    assert len(leaders) == 1, f"{len(leaders)} leaders"
+    return leaders[0]
+
+
+async def test_eight_tabs_share_one_sse_connection_and_each_can_send(
+    pages: Pages, client: TestClient[Any, Any]
+) -> None:
+    _, tabs = await open_tabs(pages, "tabs")
+    assert await sse_connections(client) == 1
+    leader = await leader_of(tabs)
+    for tab in tabs:
+        held = "this tab" if tab is leader else "another tab"
+        await expect(tab.locator("#share")).to_have_text(
+            f"one connection for 8 tabs, held by {held}"
+        )
+
+    await post(client, "tabs", "from outside", "bo")
+    for i, tab in enumerate(tabs):
+        await tab.fill("#text", f"from tab {i}")
+        await tab.press("#text", "Enter")
+        # Sent one after the other, so every tab must show this order.
+        await expect(tab.locator(".message .text").last).to_have_text(f"from tab {i}")
+        await expect(tab.locator(".message.pending")).to_have_count(0)
+    await shows_exactly(tabs, ["from outside", *(f"from tab {i}" for i in range(TABS))])
+    await expect(tabs[3].locator("#members .member")).to_have_count(1)  # one "ana", on SSE
+    assert await sse_connections(client) == 1
+
+
+async def test_closing_the_leader_hands_over_within_a_second_without_gap_or_duplicate(
+    pages: Pages, client: TestClient[Any, Any]
+) -> None:
+    _, tabs = await open_tabs(pages, "handover")
+    leader = await leader_of(tabs)
+    expected = [f"tick {i}" for i in range(60)]
+
+    async def publish() -> None:
+        for text in expected:
+            await post(client, "handover", text, "bo")
+            await asyncio.sleep(0.02)
+
+    publisher = asyncio.create_task(publish())
+    await expect(leader.locator(".message .text", has_text="tick 10")).to_have_count(1)
+    closed_at = await leader.evaluate("Date.now()")
+    await leader.close()
+    tabs.remove(leader)
+    await publisher
+
+    new_leader = await leader_of(tabs)
+    await expect(new_leader.locator("#status")).to_have_text("connected · SSE")
+    opened_at = int(await new_leader.locator("#status").get_attribute("data-open-at") or 0)
+    handover_ms = opened_at - closed_at
+    print(f"leader handover: {handover_ms} ms")
+    assert 0 < handover_ms < 1000
+    await shows_exactly(tabs, expected)
+    assert await sse_connections(client) == 1
+
+
+async def test_without_web_locks_each_tab_connects_on_its_own(
+    pages: Pages, client: TestClient[Any, Any]
+) -> None:
+    context = await pages.context()
+    await context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'locks', {get: () => undefined})"
+    )
+    await context.add_init_script("localStorage.setItem('realtime.transport', 'sse')")
+    tabs = [await pages.open("/?room=nolocks", context=context) for _ in range(2)]
+    for tab in tabs:
+        await expect(tab.locator("#status")).to_have_text("connected · SSE")
+        await expect(tab.locator("#share")).to_be_hidden()
+    assert await sse_connections(client) == 2
+    await tabs[0].fill("#text", "alone")
+    await tabs[0].press("#text", "Enter")
+    await shows_exactly(tabs, ["alone"])
+
+
+@contextlib.contextmanager
+def server_process(port: int, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m realtime`` on ``port``; killed on the way out."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "realtime", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+async def healthy(http: aiohttp.ClientSession, proc: subprocess.Popen[bytes], log: Path) -> None:
+    async with asyncio.timeout(15):
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited; see {log}")
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with http.get("/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+
+
+async def test_every_tab_resumes_without_gap_after_a_server_restart(
+    browser: Browser, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    args = ("--store", f"sqlite:{tmp_path / 'x.db'}", "--rate-limit", "10000/s")
+    before = [f"before {i}" for i in range(5)]
+    after = [f"after {i}" for i in range(5)]
+    async with aiohttp.ClientSession(base) as http, pages_on(browser, base, request) as pages:
+        pages.network_errors_expected = True
+        with server_process(port, log, *args) as proc:
+            await healthy(http, proc, log)
+            _, tabs = await open_tabs(pages, "restart")
+            for text in before:
+                await post(http, "restart", text, "bo")
+            await shows_exactly(tabs, before)
+            proc.kill()  # SIGKILL: no goodbye to anyone
+        for tab in tabs:
+            await expect(tab.locator("#status")).to_have_text("reconnecting…")
+        with server_process(port, log, *args) as proc:
+            await healthy(http, proc, log)
+            for text in after:  # stored before the tabs are back: they resume to get them
+                await post(http, "restart", text, "bo")
+            await shows_exactly(tabs, before + after)
+            assert await sse_connections(http) == 1
+
+
+APP_PAGE = '<!doctype html><link rel="icon" href="data:,"><title>an app elsewhere</title>'
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_an_app_on_an_allowed_origin_uses_the_server(
+    pages: Pages, make_client: MakeClient, aiohttp_server: Any, allowed: bool
+) -> None:
+    app = web.Application()
+
+    async def app_page(request: web.Request) -> web.Response:
+        return web.Response(text=APP_PAGE, content_type="text/html")
+
+    app.router.add_get("/", app_page)
+    app_server = await aiohttp_server(app)
+    app_origin = f"http://app.test:{app_server.port}"  # not loopback: needs --allow-origin
+    client = await make_client(allow_origin=app_origin if allowed else "")
+    server = str(client.make_url("")).rstrip("/")
+    pages.network_errors_expected = not allowed
+    page = await pages.open(app_origin + "/")
+
+    results = await page.evaluate(
+        """async (server) => {
+            const { connect } = await import(server + "/client.js");
+            const late = (ms) => new Promise((ok) => setTimeout(() => ok("timeout"), ms));
+            const results = {};
+            for (const transport of ["ws", "sse"]) {
+                const options = { transport, baseUrl: server, user: "app" };
+                const conn = connect(`elsewhere-${transport}`, options);
+                const got = new Promise((ok) => conn.on("message", (m) => ok(m.text)));
+                const open = new Promise((ok) => {
+                    conn.on("state", ({ state }) => state === "open" && ok());
+                });
+                const state = await Promise.race([open.then(() => "open"), late(3000)]);
+                const sent = await conn.send(`hi over ${transport}`).then(
+                    (m) => m.text,
+                    (e) => `refused: ${e.message}`,
+                );
+                results[transport] = { state, sent, got: await Promise.race([got, late(1000)]) };
+                conn.close();
+            }
+            return results;
+        }""",
+        server,
+    )
+    for transport in ("ws", "sse"):
+        text = f"hi over {transport}"
+        if allowed:
+            assert results[transport] == {"state": "open", "sent": text, "got": text}
+        else:
+            assert results[transport]["state"] == "timeout"
+            assert results[transport]["sent"].startswith("refused")
+
+    resp = await client.get("/client.js")
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert resp.content_type in ("text/javascript", "application/javascript")
+    resp = await client.get("/client.d.ts")
+    assert resp.content_type == "application/typescript"
+    declared = set(re.findall(r"^export (?:function|const) (\w+)", await resp.text(), re.M))
+    exported = await page.evaluate(
+        "async (url) => Object.keys(await import(url)).sort()", server + "/client.js"
+    )
+    assert declared == set(exported)
+
+
+@pytest.mark.parametrize("trigger", ["online", "visible"])
+async def test_back_online_or_shown_again_reconnects_at_once(
+    pages: Pages, client: TestClient[Any, Any], trigger: str
+) -> None:
+    # Any page of the server's origin will do (it has no icon: a 404 logged),
+    # and going offline logs failed requests.
+    pages.network_errors_expected = True
+    page = await pages.open("/healthz")
+    await page.evaluate(
+        """async () => {
+            const { connect } = await import("/client.js");
+            // A minute of backoff: only the trigger can bring it back within the test.
+            const conn = connect("wake", { transport: "ws", backoff: { initialMs: 60000 } });
+            window.states = [];
+            window.texts = [];
+            conn.on("state", ({ state }) => window.states.push(state));
+            conn.on("message", (m) => window.texts.push(m.text));
+        }"""
+    )
+    await page.wait_for_function("window.states.at(-1) === 'open'")
+    if trigger == "online":
+        await page.context.set_offline(True)
+    else:
+        await page.evaluate(
+            """() => {
+                const state = { value: "hidden", configurable: true };
+                Object.defineProperty(document, "visibilityState", state);
+                document.dispatchEvent(new Event("visibilitychange"));
+            }"""
+        )
+    client.server.app[HUB].close_all(CloseReason.SHUTDOWN)
+    await page.wait_for_function("window.states.at(-1) === 'reconnecting'")
+    await post(client, "wake", "while away")
+    if trigger == "online":
+        await page.context.set_offline(False)
+    else:
+        await page.evaluate(
+            """() => {
+                const state = { value: "visible", configurable: true };
+                Object.defineProperty(document, "visibilityState", state);
+                document.dispatchEvent(new Event("visibilitychange"));
+            }"""
+        )
+    await page.wait_for_function("window.states.at(-1) === 'open'")
+    await page.wait_for_function("window.texts.includes('while away')")
