@@ -116,7 +116,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[SETTINGS] = settings
     backend = create_backend(
-        settings.broker, history_size=settings.history_size, store_url=settings.store
+        settings.broker,
+        history_size=settings.history_size,
+        store_url=settings.store,
+        redis_wait=settings.redis_wait,
+        redis_wait_timeout=settings.redis_wait_timeout,
     )
     app[HUB] = Hub(
         backend,

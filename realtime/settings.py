@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .backends import is_redis_url
 from .core.protocol import max_json_bytes
 
 
@@ -29,6 +30,8 @@ class Settings:
     heartbeat: float = 15.0
     presence_limit: int = 100
     broker: str = "memory"
+    redis_wait: int = 0
+    redis_wait_timeout: float = 1.0
     store: str = "sqlite:data/realtime.db"
     workers: int = 1
     allow_origin: str = ""
@@ -63,10 +66,13 @@ _HELP: dict[str, str] = {
     "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
     "heartbeat": "seconds between WebSocket pings and SSE comment pings",
     "presence_limit": "members up to which joins and leaves are broadcast with the member list",
-    "broker": "where messages meet: 'memory' (one process) or redis://host:port/db",
+    "broker": "where messages meet: 'memory' (one process), redis://host:port/db, "
+    "redis-sentinel://host:port,…/MASTER[?db=N] or redis-cluster://host:port,…",
+    "redis_wait": "Redis replicas that must have a message before it is acknowledged (WAIT)",
+    "redis_wait_timeout": "seconds to wait for --redis-wait replicas before answering 503",
     "store": "history of the memory broker: sqlite:PATH (kept across restarts; "
     "relative paths are under the working directory) or 'memory' (throwaway)",
-    "workers": "server processes sharing the port (needs a redis:// broker above 1)",
+    "workers": "server processes sharing the port (needs a Redis broker above 1)",
     "allow_origin": "extra origins allowed to open WebSockets and POST, comma-separated",
     "rate_limit": "messages a connection or client address may send, as N/s or N/min",
     "rate_burst": "messages that may be sent at once before --rate-limit applies",
@@ -141,6 +147,18 @@ def from_sources(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     return settings
 
 
+def _redis_url_problems(url: str) -> list[str]:
+    try:
+        from .backends.redis.url import parse_redis_url
+    except ImportError:  # without the redis extra: said when the backend starts
+        return []
+    try:
+        parse_redis_url(url)
+    except ValueError as exc:
+        return [f"--broker: {exc}"]
+    return []
+
+
 def check(s: Settings) -> None:
     problems = []
     if not 0 <= s.port <= 65535:
@@ -159,6 +177,14 @@ def check(s: Settings) -> None:
         problems.append("--request-timeout must be positive")
     if s.heartbeat <= 0:
         problems.append("--heartbeat must be positive")
+    if s.redis_wait < 0:
+        problems.append("--redis-wait must be 0 or more")
+    if s.redis_wait_timeout <= 0:
+        problems.append("--redis-wait-timeout must be positive")
+    if is_redis_url(s.broker):
+        problems += _redis_url_problems(s.broker)
+    elif s.redis_wait:
+        problems.append("--redis-wait needs a Redis --broker")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("--log-level must be DEBUG, INFO, WARNING or ERROR")
     if s.log_format not in ("text", "json"):

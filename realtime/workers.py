@@ -24,6 +24,7 @@ from types import FrameType
 from aiohttp import web
 
 from .app import create_app
+from .backends import is_redis_url
 from .server import serve
 from .settings import Settings
 
@@ -32,16 +33,13 @@ STOP_WAIT = 8.0  # seconds workers get to stop before they are killed
 log = logging.getLogger("realtime")
 
 
-def uses_redis(broker: str) -> bool:
-    return broker.split(":", 1)[0].lower() in ("redis", "rediss", "unix")
-
-
 def check_workers(settings: Settings) -> None:
     if settings.workers < 1:
         raise SystemExit("realtime: --workers must be at least 1")
-    if settings.workers > 1 and not uses_redis(settings.broker):
+    if settings.workers > 1 and not is_redis_url(settings.broker):
         raise SystemExit(
-            f"realtime: --workers {settings.workers} needs --broker redis://host:port/db: "
+            f"realtime: --workers {settings.workers} needs a Redis broker "
+            "(--broker redis://host:port/db, redis-sentinel://… or redis-cluster://…): "
             f"with --broker {settings.broker} each process would have rooms of its own"
         )
 

@@ -174,6 +174,27 @@ class LocalCluster:
                 n.start()
         self.wait_ok(timeout)
 
+    def node_id(self, port: int) -> str:
+        return str(query(port, "CLUSTER", "MYID"))
+
+    def move_slot(self, key: str, to: RedisServer) -> None:
+        """Migrate ``key``'s slot (and its keys) to the master ``to``, as resharding does."""
+        slot = self.slot(key)
+        source = self.master_of(key)
+        src_id, dst_id = self.node_id(source.port), self.node_id(to.port)
+        query(to.port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
+        query(source.port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
+        while True:
+            keys = query(source.port, "CLUSTER", "GETKEYSINSLOT", str(slot), "100")
+            if not keys:
+                break
+            assert isinstance(keys, list)
+            query(source.port, "MIGRATE", "127.0.0.1", str(to.port), "", "0", "5000", "KEYS", *keys)
+        for port in (to.port, source.port):
+            query(port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+        for port in self.master_ports(to.port) - {to.port, source.port}:
+            query(port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+
     def flush(self) -> None:
         for port in self.master_ports():
             query(port, "FLUSHALL")

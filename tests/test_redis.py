@@ -209,6 +209,20 @@ async def test_unreachable_redis_at_start_is_a_clear_error() -> None:
     await backend.close()
 
 
+async def test_redis_wait_without_enough_replicas_answers_503_and_says_so(
+    redis_server: RedisServer, make_instance: MakeInstance
+) -> None:
+    a = await make_instance(redis_server.url, redis_wait=1, redis_wait_timeout=0.2)
+    resp = await a.post("/rooms/w/messages", json={"text": "hi", "user": "u"})
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    body = await resp.json()
+    assert body["code"] == "unavailable"
+    assert "confirmed by 0 of 1 replicas" in body["detail"], body
+    # The master has it (the 503 promised nothing either way): history shows it once.
+    history = await (await a.get("/rooms/w/messages?since=0")).json()
+    assert [m["text"] for m in history["messages"]] == ["hi"]
+
+
 async def test_redis_restart_while_publishing_loses_nothing_acknowledged(
     durable_redis: RedisServer, make_instance: MakeInstance
 ) -> None:

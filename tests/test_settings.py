@@ -37,3 +37,20 @@ def test_help_names_every_option_and_its_variable() -> None:
     for var in ["REALTIME_HOST", "REALTIME_PORT", "REALTIME_HISTORY_SIZE", "REALTIME_REPLAY"]:
         assert var in text
     assert Settings().max_frame_bytes > Settings().max_message_bytes
+
+
+def test_redis_options_are_checked_before_anything_starts() -> None:
+    with pytest.raises(SystemExit, match="--redis-wait needs a Redis --broker"):
+        from_sources({"redis_wait": 1}, {})
+    with pytest.raises(SystemExit, match="--redis-wait must be 0 or more"):
+        from_sources({"redis_wait": -1, "broker": "redis://h:6379/0"}, {})
+    with pytest.raises(SystemExit, match="--redis-wait-timeout must be positive"):
+        from_sources({"redis_wait_timeout": 0.0}, {})
+    with pytest.raises(SystemExit, match="name the master"):
+        from_sources({"broker": "redis-sentinel://h1:26379,h2:26379"}, {})
+    s = load(["--broker", "redis-cluster://n1:7000,n2:7001", "--redis-wait", "1"], env={})
+    assert (s.broker, s.redis_wait, s.redis_wait_timeout) == (
+        "redis-cluster://n1:7000,n2:7001",
+        1,
+        1.0,
+    )

@@ -121,7 +121,7 @@ def test_workers_need_the_redis_broker() -> None:
         timeout=30,
     )
     assert out.returncode != 0
-    assert "--workers 2 needs --broker redis://" in out.stderr
+    assert "--workers 2 needs a Redis broker" in out.stderr
 
 
 def test_unreachable_redis_at_start_exits_non_zero(tmp_path: Path) -> None:

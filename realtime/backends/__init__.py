@@ -1,13 +1,28 @@
-"""Backends by URL: ``memory`` (one process, with a history store) or
-``redis://…`` (several processes and machines). Redis is imported only when
-asked for, so it stays an optional extra."""
+"""Backends by URL: ``memory`` (one process, with a history store) or Redis
+(several processes and machines): ``redis://…`` for one server,
+``redis-sentinel://…`` for a Sentinel-managed master, ``redis-cluster://…``
+for a Redis Cluster. Redis is imported only when asked for, so it stays an
+optional extra."""
 
 from __future__ import annotations
 
 from ..core.ports import Backend, Bus, MessageLog
 
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis-sentinel", "redis-cluster")
 
-def create_backend(url: str, *, history_size: int, store_url: str = "memory") -> Backend:
+
+def is_redis_url(url: str) -> bool:
+    return url.split(":", 1)[0].lower() in REDIS_SCHEMES
+
+
+def create_backend(
+    url: str,
+    *,
+    history_size: int,
+    store_url: str = "memory",
+    redis_wait: int = 0,
+    redis_wait_timeout: float = 1.0,
+) -> Backend:
     """Pick a backend by URL scheme; optional ones are imported lazily."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "memory":
@@ -15,11 +30,16 @@ def create_backend(url: str, *, history_size: int, store_url: str = "memory") ->
 
         bus = LocalBus()
         return Backend("memory", create_log(store_url, history_size, bus), LocalPresence(), bus)
-    if scheme in ("redis", "rediss", "unix"):
+    if is_redis_url(url):
         from .redis import create_redis_backend
 
-        return create_redis_backend(url, history_size=history_size)
-    raise ValueError(f"unknown broker URL scheme {scheme!r} (use memory or redis://)")
+        return create_redis_backend(
+            url, history_size=history_size, wait=redis_wait, wait_timeout=redis_wait_timeout
+        )
+    raise ValueError(
+        f"unknown broker URL scheme {scheme!r} "
+        "(use memory, redis://, redis-sentinel:// or redis-cluster://)"
+    )
 
 
 def create_log(url: str, history_size: int, bus: Bus) -> MessageLog:

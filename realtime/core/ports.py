@@ -138,6 +138,8 @@ class Backend:
     presence: Presence
     bus: Bus
     info: dict[str, Any] = field(default_factory=dict)
+    # Where the backend's data lives now, for /healthz (a Redis master can move).
+    status: Callable[[], dict[str, Any]] | None = None
 
     async def start(self, deliver: Deliver) -> None:
         await self.bus.start(deliver)

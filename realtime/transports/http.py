@@ -103,12 +103,12 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     ok = hub.healthy
-    return json_response(
-        {
-            "status": "ok" if ok else "degraded",
-            "broker": hub.backend.name,
-            "broker_ok": ok,
-            "pid": os.getpid(),
-        },
-        status=200 if ok else 503,
-    )
+    body = {
+        "status": "ok" if ok else "degraded",
+        "broker": hub.backend.name,
+        "broker_ok": ok,
+        "pid": os.getpid(),
+    }
+    if hub.backend.status is not None:
+        body.update(hub.backend.status())
+    return json_response(body, status=200 if ok else 503)

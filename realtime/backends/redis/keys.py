@@ -1,51 +1,60 @@
 """Where things live in Redis, and how a stored message is read back.
 
-``{room}`` is a validated room name:
+Every key of a room carries the room name in braces, a Redis Cluster hash
+tag: all of them hash to one slot, so the append script touches one node and
+the room's channel lives on that node too. ``{room}`` is a validated room
+name (letters, digits, ``-_.``; never a brace):
 
-- ``realtime:room:{room}``    a stream, one entry per message; the entry id
+- ``realtime:{room}:log``     a stream, one entry per message; the entry id
   *is* the message id, so every process hands out and resumes from the same
   ids. Trimmed with ``XADD MAXLEN ~ history_size``.
-- ``realtime:chan:{room}``    the room's pub/sub channel. :data:`PUBLISH_LUA`
-  does ``XADD`` and ``PUBLISH`` in one step, so the pub/sub order is the id
-  order on every process. Presence events go over the same channel.
-- ``realtime:members:{room}`` a hash ``{process}/{conn_id}`` -> member JSON.
+- ``realtime:{room}:chan``    the room's pub/sub channel. :data:`PUBLISH_LUA`
+  does ``XADD`` and ``PUBLISH`` (``SPUBLISH`` in a cluster) in one step, so
+  the pub/sub order is the id order on every process. Presence events go
+  over the same channel.
+- ``realtime:{room}:members`` a hash ``{process}/{conn_id}`` -> member JSON.
 - ``realtime:proc:{process}`` a heartbeat key with a TTL; members of a
   process whose heartbeat expired (a crash) are ignored and removed.
-- ``realtime:rooms``          the set of room names ever used.
+- ``realtime:rooms``          the set of room names ever used (its own slot).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ...core.protocol import Message
 
 PREFIX = "realtime:"
 ROOMS_KEY = PREFIX + "rooms"
-CHANNEL_PREFIX = PREFIX + "chan:"
-CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
+CHANNEL_PATTERN = PREFIX + "{*}:chan"  # braces are plain characters in a glob
 
-# XADD and PUBLISH in one atomic step: pub/sub order == id order.
+# XADD and (S)PUBLISH in one atomic step: pub/sub order == id order. KEYS:
+# the stream, the channel (same slot), and outside a cluster the rooms set;
+# ARGV: max length, body, PUBLISH or SPUBLISH, room name.
 PUBLISH_LUA = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], 'm' .. id .. ' ' .. ARGV[2])
+if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[4]) end
+redis.call(ARGV[3], KEYS[2], 'm' .. id .. ' ' .. ARGV[2])
 return id
 """
 
 
 def stream_key(room: str) -> str:
-    return f"{PREFIX}room:{room}"
+    return f"{PREFIX}{{{room}}}:log"
 
 
 def channel(room: str) -> str:
-    return CHANNEL_PREFIX + room
+    return f"{PREFIX}{{{room}}}:chan"
+
+
+def room_of(chan: str) -> str:
+    """The room of a channel name (the inverse of :func:`channel`)."""
+    return chan.removeprefix(PREFIX + "{").removesuffix("}:chan")
 
 
 def members_key(room: str) -> str:
-    return f"{PREFIX}members:{room}"
+    return f"{PREFIX}{{{room}}}:members"
 
 
 def proc_key(proc: str) -> str:
@@ -55,16 +64,6 @@ def proc_key(proc: str) -> str:
 def after(entry_id: str) -> str:
     """The exclusive range start ``(id`` for XRANGE/XREVRANGE."""
     return "(" + entry_id
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for log lines and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def to_message(room: str, entry_id: str, body: str) -> Message:

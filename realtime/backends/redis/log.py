@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -9,13 +10,32 @@ from ...core.ports import BrokerUnavailable, History, MessageLog
 from ...core.protocol import Draft, Message, dumps, parse_id
 from .connection import RedisConnection
 from .keys import PUBLISH_LUA, ROOMS_KEY, after, channel, stream_key, to_message, to_messages
+from .replicas import ReplicatedAppend
+
+log = logging.getLogger("realtime.redis")
 
 
 class RedisLog(MessageLog):
-    def __init__(self, conn: RedisConnection, history_size: int) -> None:
+    """``wait`` > 0: a message is acknowledged only once that many replicas
+    have it (``WAIT``, up to ``wait_timeout`` seconds)."""
+
+    def __init__(
+        self,
+        conn: RedisConnection,
+        history_size: int,
+        *,
+        wait: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
         self.conn = conn
         self.history_size = history_size
         self._publish = conn.redis.register_script(PUBLISH_LUA)
+        self._replicated = (
+            ReplicatedAppend(conn, self._publish.sha, wait, wait_timeout) if wait > 0 else None
+        )
+        # In a cluster the rooms set lives in another slot than the room, so
+        # the script cannot add to it: each process adds a room once.
+        self._listed: set[str] = set()
 
     async def append(self, draft: Draft) -> Message:
         body = dumps(
@@ -26,12 +46,29 @@ class RedisLog(MessageLog):
                 "client_id": draft.client_id,
             }
         )
+        room = draft.room
+        keys = [stream_key(room), channel(room)]
+        if not self.conn.sharded:
+            keys.append(ROOMS_KEY)
+        args: list[str | int] = [
+            self.history_size,
+            body,
+            "SPUBLISH" if self.conn.sharded else "PUBLISH",
+            room,
+        ]
         async with self.conn.command("publish"):
-            entry_id = await self._publish(
-                keys=[stream_key(draft.room), ROOMS_KEY],
-                args=[self.history_size, body, draft.room, channel(draft.room)],
-            )
-        return to_message(draft.room, str(entry_id), body)
+            if self._replicated is not None:
+                entry_id = await self._replicated(keys, args)
+            else:
+                entry_id = await self._publish(keys=keys, args=args)
+        if self.conn.sharded and room not in self._listed:
+            try:
+                async with self.conn.command("rooms") as r:
+                    await r.sadd(ROOMS_KEY, room)
+                self._listed.add(room)
+            except BrokerUnavailable as exc:  # stored all the same; listed next time
+                log.warning("room %s not added to the room list: %s", room, exc)
+        return to_message(room, str(entry_id), body)
 
     async def history(self, room: str, since: str | None, limit: int) -> History:
         if since is None:

@@ -34,6 +34,7 @@ class RedisPresence(Presence):
         self.proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._local: dict[str, dict[str, Member]] = {}  # to write again if Redis lost them
         self._resync = False
+        self._listed: set[str] = set()  # rooms this process added to the rooms set
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -66,11 +67,14 @@ class RedisPresence(Presence):
         key = members_key(room)
         try:
             async with self.conn.command("join") as r:
-                pipe = r.pipeline(transaction=True)
+                # Not a transaction: in a cluster the rooms set is in another slot.
+                pipe = r.pipeline(transaction=False)
                 pipe.hset(key, self._field(member.conn_id), self._json(member))
-                pipe.sadd(ROOMS_KEY, room)
                 pipe.hgetall(key)
-                _, _, raw = await pipe.execute()
+                if room not in self._listed:
+                    pipe.sadd(ROOMS_KEY, room)
+                _, raw, *_ = await pipe.execute()
+            self._listed.add(room)
         except BrokerUnavailable:
             self._forget(room, member)
             raise
@@ -132,8 +136,11 @@ class RedisPresence(Presence):
         alive = {self.proc}
         if others:
             async with self.conn.command("presence") as r:
-                beats = await r.mget([proc_key(p) for p in others])
-            alive.update(p for p, v in zip(others, beats, strict=True) if v is not None)
+                pipe = r.pipeline(transaction=False)  # one slot per key in a cluster
+                for p in others:
+                    pipe.exists(proc_key(p))
+                beats = await pipe.execute()
+            alive.update(p for p, v in zip(others, beats, strict=True) if v)
         out: dict[str, list[Member]] = {}
         dead: dict[str, list[str]] = {}
         for room, items in parsed.items():
@@ -171,7 +178,7 @@ class RedisPresence(Presence):
         for room, _ in rooms:
             pipe.hgetall(members_key(room))
         raws: list[dict[str, str]] = await pipe.execute() if rooms else []
-        pipe = r.pipeline(transaction=True)
+        pipe = r.pipeline(transaction=False)
         mine = self.proc + "/"
         for (room, members), raw in zip(rooms, raws, strict=False):
             key = members_key(room)
@@ -183,6 +190,7 @@ class RedisPresence(Presence):
                 pipe.hset(key, mapping=wanted)
                 pipe.sadd(ROOMS_KEY, room)
         await pipe.execute()
+        self._listed = {room for room, members in rooms if members}
 
     async def _heartbeat(self) -> None:
         while True:
