@@ -24,10 +24,11 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from realtime.core.room import CloseReason
 from realtime.transports.state import HUB
+from realtime.workers import free_port
 
 from .browser import Pages, pages_on
 from .conftest import MakeClient
-from .helpers import free_port, post
+from .helpers import post
 
 TABS = 8
 
