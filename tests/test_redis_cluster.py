@@ -181,3 +181,19 @@ async def test_workers_share_rooms_over_the_cluster(
                 assert got["text"] == "to everyone"
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=10) == 0
+
+
+async def test_a_join_storm_queues_for_connections_instead_of_failing(
+    redis_cluster: LocalCluster, make_instance: MakeInstance
+) -> None:
+    a = await make_instance(redis_cluster.url)
+    # More joins at once than a process keeps connections per node (32).
+    sockets = await asyncio.gather(*(a.ws_connect(f"/rooms/storm/ws?user=u{i}") for i in range(80)))
+    try:
+        joined = await asyncio.gather(*(ws_until(ws, "presence", timeout=15) for ws in sockets))
+        assert all(j["type"] == "presence" for j in joined)
+        rooms = await (await a.get("/rooms")).json()
+        row = next(r for r in rooms["rooms"] if r["room"] == "storm")
+        assert row["total"] == 80
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))

@@ -47,6 +47,9 @@ class RedisConnection:
             self.target, Timeouts(command_timeout, CONNECT_TIMEOUT, MAX_CONNECTIONS)
         )
         self.redis: Client = self.connector.commands()
+        # The cluster client refuses a command when a node's pool is used up
+        # instead of waiting: queue here as the blocking pool does elsewhere.
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS) if self.kind == "cluster" else None
         self._pubsub_client: aioredis.Redis | None = None
         self.master: str | None = None  # Sentinel: the master's address, as last named
         self.ok = False
@@ -99,7 +102,11 @@ class RedisConnection:
             raise BrokerUnavailable("broker closed")
         try:
             async with asyncio.timeout(self.command_timeout + 0.5):
-                yield self.redis
+                if self._slots is None:
+                    yield self.redis
+                else:
+                    async with self._slots:
+                        yield self.redis
         except ERRORS as exc:
             self.ok = False
             raise BrokerUnavailable(f"Redis {what} failed: {exc or type(exc).__name__}") from None
