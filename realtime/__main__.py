@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from . import logs
+from .client import cli as client_cli
 from .policy import tokens
 from .server import serve
 from .settings import load
@@ -18,6 +19,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["token"]:
         secret = load([]).secret  # REALTIME_SECRET, unless --secret is given
         raise SystemExit(tokens.cli(args[1:], secret))
+    if args[:1] in (["listen"], ["send"]):
+        raise SystemExit(client_cli.main(args))
     settings = load(args)
     logs.setup(settings.log_level, settings.log_format)
     check_workers(settings)

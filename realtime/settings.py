@@ -103,7 +103,9 @@ def build_parser(prog: str = "python -m realtime") -> argparse.ArgumentParser:
         usage=USAGE,
         description="Chat rooms over WebSocket and Server-Sent Events.",
         epilog="Every option can also be set by the environment variable shown "
-        "in brackets; a flag wins over the variable.",
+        "in brackets; a flag wins over the variable. Subcommands (each with --help): "
+        "token (mint a token for private rooms), listen ROOM (print a room's events), "
+        "send ROOM TEXT (send a message).",
     )
     defaults = Settings()
     for f in fields(Settings):

@@ -1,0 +1,45 @@
+"""The long-polling link: ``GET /rooms/{room}/poll?since=&timeout=``.
+
+Each answer is ``{"room", "events": [...], "next"}``: the events exactly as
+the other transports carry them, and the id to ask from next time. The link
+counts as up from the first answer until a request fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from .link import Dial, Ending, Handler, refusal
+
+
+async def run_poll(dial: Dial, handler: Handler) -> Ending:
+    cursor = dial.since
+    # The server holds a poll up to poll_timeout; allow it idle_timeout more.
+    timeout = aiohttp.ClientTimeout(
+        total=dial.poll_timeout + dial.idle_timeout, sock_connect=dial.idle_timeout
+    )
+    hold = f"{dial.poll_timeout:g}"
+    opened = False
+    while True:
+        url = dial.url("poll", since=cursor, timeout=hold)
+        async with dial.session.get(url, headers=dial.headers(), timeout=timeout) as resp:
+            if resp.status != 200:
+                raise await refusal(resp)
+            try:
+                body: Any = await resp.json(content_type=None)
+            except ValueError as exc:
+                raise aiohttp.ClientPayloadError(f"the poll answer is not JSON: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise aiohttp.ClientPayloadError(f"not a poll answer: {str(body)[:100]}")
+        if not opened:
+            handler.opened(None)
+            opened = True
+        for data in body["events"]:
+            if isinstance(data, dict):
+                ending = await handler.received(data)
+                if ending is not None:
+                    return ending
+        if body.get("next") is not None:
+            cursor = str(body["next"])
