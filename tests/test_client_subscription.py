@@ -3,6 +3,7 @@ which order, once; resume after the server cuts the connection; gaps."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from realtime.transports.common import HUB
 
 from .conftest import MakeClient
 from .helpers import post
+from .proxy import Proxy
 
 TRANSPORTS = ["ws", "sse"]
 FAST = Options(backoff=Backoff(initial=0.05, cap=0.5), give_up_after=20.0)
@@ -166,3 +168,42 @@ def test_bad_arguments_fail_at_once() -> None:
         Client("ftp://example.org")
     with pytest.raises(Exception, match="async with"):
         client.subscribe("r")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_network_cut_resumes_without_duplicate(
+    make_client: MakeClient, transport: str
+) -> None:
+    server = await make_client()
+    async with (
+        Proxy(server.host, server.port) as proxy,
+        Client(proxy.url, options=FAST) as client,
+        client.subscribe("r", transport=transport) as sub,
+    ):
+        await first_of(sub, Presence)
+        await post(server, "r", "m0")
+        await messages(sub, 1)
+        proxy.cut()
+        for i in range(1, 4):
+            await post(server, "r", f"m{i}")
+        assert [m.text for m in await messages(sub, 3)] == ["m1", "m2", "m3"]
+        assert sub.reconnects == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_silent_connection_is_replaced(make_client: MakeClient, transport: str) -> None:
+    """The server's packets stop arriving (no close, no reset): the client
+    notices the silence within ``idle_timeout`` and resumes elsewhere."""
+    server = await make_client(heartbeat=0.3)
+    quick = Options(backoff=Backoff(initial=0.05, cap=0.5), idle_timeout=1.0)
+    async with (
+        Proxy(server.host, server.port) as proxy,
+        Client(proxy.url, options=quick) as client,
+        client.subscribe("r", transport=transport) as sub,
+    ):
+        await first_of(sub, Presence)
+        proxy.mute()
+        await post(server, "r", "while muted")
+        async with asyncio.timeout(10):
+            (msg,) = await messages(sub, 1)
+        assert msg.text == "while muted" and sub.reconnects == 1
