@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from realtime import tokens
 from realtime.client import (
     Backoff,
     Client,
@@ -24,21 +23,22 @@ from realtime.client import (
     State,
     Subscription,
 )
-from realtime.room import CloseReason
+from realtime.core.room import CloseReason
+from realtime.policy import tokens
 
 from .conftest import MakeClient
 from .helpers import free_port, post
-from .test_client_subscription import FAST, base_url, cut, first_of, messages
+from .test_client_subscription import ALL, FAST, STREAMS, base_url, cut, first_of, messages, ready
 from .test_main import wait_healthy
 
-TRANSPORTS = ["ws", "sse"]
 SECRET = "k" * 32
 
 
-async def test_gives_up_after_the_deadline_without_a_connection() -> None:
+@pytest.mark.parametrize("transport", ALL)
+async def test_gives_up_after_the_deadline_without_a_connection(transport: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     options = Options(backoff=Backoff(initial=0.05, cap=0.2), give_up_after=1.0)
-    async with Client(url, options=options) as client, client.subscribe("r") as sub:
+    async with Client(url, options=options) as client, client.subscribe("r", transport) as sub:
         with pytest.raises(ClientGaveUp) as gave_up:
             await anext(sub)
     assert gave_up.value.after == 1.0 and "connect" in gave_up.value.last_error.lower()
@@ -63,7 +63,7 @@ async def test_slow_consumer_close_resumes_at_once(make_client: MakeClient) -> N
         assert after.text == "after" and sub.reconnects == 1
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", STREAMS)
 async def test_shutdown_close_backs_off_then_resumes(
     make_client: MakeClient, transport: str
 ) -> None:
@@ -91,7 +91,7 @@ async def test_sse_retry_from_the_server_is_kept(make_client: MakeClient) -> Non
         assert sub.retry == 1.0  # the server's `retry: 1000`, a floor for the next wait
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", ALL)
 async def test_expired_token_is_replaced_by_the_provider(
     make_client: MakeClient, transport: str
 ) -> None:
@@ -107,8 +107,8 @@ async def test_expired_token_is_replaced_by_the_provider(
         Client(base_url(server), token=expired, token_provider=fresh, options=FAST) as client,
         client.subscribe("team-a", transport=transport) as sub,
     ):
-        joined = await first_of(sub, Presence)
-        assert joined.user == "ana" and calls == [1]
+        await ready(sub)
+        assert calls == [1]
         sent = await client.send("team-a", "with a fresh token")
         assert sent.user == "ana" and client.token != expired
 
@@ -220,11 +220,11 @@ async def test_server_killed_and_restarted_every_acknowledged_message_once(
             Client(base, user="publisher", options=options) as publishing,
             Client(base, user="poster", options=options) as poster,
         ):
-            subs = {t: listener.subscribe("crash", transport=t) for t in TRANSPORTS}
+            subs = {t: listener.subscribe("crash", transport=t) for t in ALL}
             own = publishing.subscribe("crash", transport="ws")
-            async with subs["ws"], subs["sse"], own:
+            async with subs["ws"], subs["sse"], subs["poll"], own:
                 for sub in subs.values():
-                    await first_of(sub, Presence)
+                    await ready(sub)
                 await first_of(own, Presence)
                 receivers = {t: asyncio.create_task(receive_until_end(s)) for t, s in subs.items()}
                 drainer = asyncio.create_task(drain(own))

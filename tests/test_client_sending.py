@@ -15,7 +15,7 @@ from realtime.client.sending import find_sent
 
 from .conftest import MakeClient
 from .proxy import Proxy
-from .test_client_subscription import FAST, base_url, cut, first_of, messages
+from .test_client_subscription import FAST, base_url, cut, first_of, messages, ready
 
 
 async def test_send_over_the_open_websocket_returns_the_stored_message(
@@ -51,7 +51,7 @@ async def test_concurrent_sends_each_get_their_own_message(make_client: MakeClie
         assert sorted(m.id for m in await messages(sub, 20)) == sorted(m.id for m in sent)
 
 
-@pytest.mark.parametrize("transport", [None, "sse"])
+@pytest.mark.parametrize("transport", [None, "sse", "poll"])
 async def test_send_without_an_open_websocket_posts(
     make_client: MakeClient, transport: str | None
 ) -> None:
@@ -61,7 +61,7 @@ async def test_send_without_an_open_websocket_posts(
             sent = await client.send("r", "by post")
         else:
             async with client.subscribe("r", transport=transport) as sub:
-                await first_of(sub, Presence)
+                await ready(sub)
                 sent = await client.send("r", "by post")
                 assert (await messages(sub, 1)) == [sent]
         assert (sent.id, sent.user, sent.text) == ("1", "bo", "by post")

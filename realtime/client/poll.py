@@ -1,8 +1,9 @@
 """The long-polling link: ``GET /rooms/{room}/poll?since=&timeout=``.
 
 Each answer is ``{"room", "events": [...], "next"}``: the events exactly as
-the other transports carry them, and the id to ask from next time. The link
-counts as up from the first answer until a request fails.
+the other transports carry them, and the id to ask from next time. The first
+request of a link asks for an answer at once; the link is up from then until
+a request fails.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ async def run_poll(dial: Dial, handler: Handler) -> Ending:
     hold = f"{dial.poll_timeout:g}"
     opened = False
     while True:
-        url = dial.url("poll", since=cursor, timeout=hold)
+        # The first request answers at once: the link is up when it does.
+        url = dial.url("poll", since=cursor, timeout=hold if opened else "0")
         async with dial.session.get(url, headers=dial.headers(), timeout=timeout) as resp:
             if resp.status != 200:
                 raise await refusal(resp)
@@ -41,5 +43,7 @@ async def run_poll(dial: Dial, handler: Handler) -> Ending:
                 ending = await handler.received(data)
                 if ending is not None:
                     return ending
-        if body.get("next") is not None:
-            cursor = str(body["next"])
+        # null: nothing is held (an empty room, or after a gap), so from the
+        # start of whatever comes next.
+        nxt = body.get("next")
+        cursor = "0" if nxt is None else str(nxt)

@@ -60,7 +60,11 @@ class Subscription:
 
     @property
     def resume_from(self) -> str | None:
-        """The id the next connection resumes after."""
+        """The id the next connection resumes after. Once connected, a room
+        that had nothing to deliver resumes from its start ("0"), so nothing
+        sent while we were away is left out of a fresh join's replay."""
+        if self._floor is None and self._ever_opened:
+            return "0"
         return self._floor
 
     # -- lifecycle --------------------------------------------------------
