@@ -45,6 +45,28 @@ async def test_gives_up_after_the_deadline_without_a_connection(transport: str) 
     assert sub.state is State.CLOSED and sub.reconnects == 0
 
 
+@pytest.mark.parametrize("transport", ALL)
+async def test_a_server_that_accepts_but_never_answers_counts_as_down(transport: str) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, read, never answered
+
+    silent = await asyncio.start_server(mute, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"
+    options = Options(backoff=Backoff(initial=0.05, cap=0.2), give_up_after=1.5, idle_timeout=0.5)
+    try:
+        async with Client(url, options=options) as client, client.subscribe("r", transport) as sub:
+            with pytest.raises(ClientGaveUp):
+                await anext(sub)
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+    assert len(held) >= 2  # it tried again before giving up
+
+
 async def test_slow_consumer_close_resumes_at_once(make_client: MakeClient) -> None:
     """WebSocket close 1013: no backoff (here a minute), resume by id."""
     server = await make_client()

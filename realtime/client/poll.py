@@ -17,15 +17,16 @@ from .link import Dial, Ending, Handler, refusal
 
 async def run_poll(dial: Dial, handler: Handler) -> Ending:
     cursor = dial.since
-    # The server holds a poll up to poll_timeout; allow it idle_timeout more.
-    timeout = aiohttp.ClientTimeout(
-        total=dial.poll_timeout + dial.idle_timeout, sock_connect=dial.idle_timeout
-    )
-    hold = f"{dial.poll_timeout:g}"
     opened = False
     while True:
         # The first request answers at once: the link is up when it does.
-        url = dial.url("poll", since=cursor, timeout=hold if opened else "0")
+        # The server holds the others up to poll_timeout; each may take
+        # idle_timeout more.
+        hold = dial.poll_timeout if opened else 0.0
+        timeout = aiohttp.ClientTimeout(
+            total=hold + dial.idle_timeout, sock_connect=dial.idle_timeout
+        )
+        url = dial.url("poll", since=cursor, timeout=f"{hold:g}")
         async with dial.session.get(url, headers=dial.headers(), timeout=timeout) as resp:
             if resp.status != 200:
                 raise await refusal(resp)

@@ -90,7 +90,10 @@ async def run_sse(dial: Dial, handler: Handler) -> Ending:
     if dial.since is not None:
         headers["Last-Event-ID"] = dial.since
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=dial.idle_timeout)
-    async with dial.session.get(dial.url("events"), headers=headers, timeout=timeout) as resp:
+    # A server that accepts the connection but never answers counts as down.
+    async with asyncio.timeout(dial.idle_timeout):
+        resp = await dial.session.get(dial.url("events"), headers=headers, timeout=timeout)
+    async with resp:
         if resp.status != 200:
             raise await refusal(resp)
         handler.opened(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -17,15 +18,17 @@ _PROBED = (400, 401, 403, 404)
 async def run_ws(dial: Dial, handler: Handler) -> Ending:
     url = dial.url("ws", since=dial.since)
     try:
-        ws = await dial.session.ws_connect(
-            url,
-            protocols=("realtime",),
-            headers=dial.headers(),
-            # Our own pings: a vanished server is noticed within 1.5 of
-            # these, whatever the server's --heartbeat.
-            heartbeat=dial.idle_timeout / 2,
-            timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-        )
+        # A server that accepts the connection but never answers counts as down.
+        async with asyncio.timeout(dial.idle_timeout):
+            ws = await dial.session.ws_connect(
+                url,
+                protocols=("realtime",),
+                headers=dial.headers(),
+                # Our own pings: a vanished server is noticed within 1.5 of
+                # these, whatever the server's --heartbeat.
+                heartbeat=dial.idle_timeout / 2,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            )
     except aiohttp.WSServerHandshakeError as exc:
         raise await _handshake_refusal(dial, url, exc) from None
     async with ws:
