@@ -25,9 +25,10 @@ from realtime.client import (
 )
 from realtime.core.room import CloseReason
 from realtime.policy import tokens
+from realtime.workers import free_port
 
 from .conftest import MakeClient
-from .helpers import free_port, post
+from .helpers import post
 from .test_client_subscription import ALL, FAST, STREAMS, base_url, cut, first_of, messages, ready
 from .test_main import wait_healthy
 
