@@ -1,4 +1,4 @@
-"""Subscribers on aiohttp's WebSocket client and streaming responses (``--client aiohttp``).
+"""Subscribers on aiohttp's client (``--client aiohttp``): WebSocket, SSE, long-polling.
 
 What a typical Python client costs per delivery: the receive time is taken
 per WebSocket message, per SSE read, per poll answer.
@@ -7,12 +7,14 @@ per WebSocket message, per SSE read, per poll answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
 import aiohttp
 
 from benchmarks.dialect import Endpoint
+from benchmarks.poll_subscribers import HOLD, answer_next, poll_path
 from benchmarks.subscription import JOIN_B, MARK, MARK_B, Latencies, Subscription
 
 
@@ -54,6 +56,24 @@ class AiohttpSubscriber:
         finally:
             await ws.close()
 
+    async def poll(self, at: Endpoint, sem: asyncio.Semaphore) -> None:
+        """Long-polling, as :mod:`benchmarks.poll_subscribers` describes; until a request fails."""
+        sub = self.sub
+        since: str | None = "0"
+        hold = 0
+        while True:
+            url = at.base_url + poll_path(at, sub.user, since, hold)
+            async with sem if hold == 0 else contextlib.nullcontext(), self.http.get(url) as resp:
+                body = await resp.read()
+                now = time.monotonic_ns()
+                if resp.status != 200:
+                    sub.closed = f"HTTP {resp.status}"
+                    return
+            if MARK_B in body:
+                sub.scan(body, MARK_B, b"~", now, self.lat)
+            sub.ready.set()
+            since, hold = answer_next(body), HOLD
+
     async def event_stream(self, url: str, sem: asyncio.Semaphore) -> None:
         sub = self.sub
         async with sem:
@@ -89,5 +109,8 @@ async def subscribe_aiohttp(
 ) -> None:
     """One aiohttp subscriber, from connect to the end of its stream."""
     client = AiohttpSubscriber(http, sub, lat, at.dialect.join_event)
-    stream = client.websocket if at.transport == "ws" else client.event_stream
-    await stream(at.base_url + at.path(sub.user), sem)
+    if at.transport == "poll":
+        await client.poll(at, sem)
+    else:
+        stream = client.websocket if at.transport == "ws" else client.event_stream
+        await stream(at.base_url + at.path(sub.user), sem)

@@ -52,7 +52,7 @@ class Endpoint:
 
     base_url: str
     dialect: Dialect
-    transport: str  # "ws" | "sse"
+    transport: str  # "ws" | "sse" | "poll"
     room: str
 
     def path(self, user: str) -> str:

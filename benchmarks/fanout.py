@@ -49,8 +49,8 @@ def _int_list(raw: str) -> list[int]:
 
 def _transports(raw: str) -> list[str]:
     values = [v.strip() for v in raw.split(",") if v.strip()]
-    if not values or set(values) - {"ws", "sse"}:
-        raise argparse.ArgumentTypeError("expected ws, sse or ws,sse")
+    if not values or set(values) - {"ws", "sse", "poll"}:
+        raise argparse.ArgumentTypeError("expected some of ws,sse,poll")
     return values
 
 
@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fan-out latency of realtime over WebSocket and SSE.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--transports", type=_transports, default=["ws", "sse"], help="ws,sse")
+    p.add_argument(
+        "--transports", type=_transports, default=["ws", "sse"], help="some of ws,sse,poll"
+    )
     p.add_argument("--subscribers", type=_int_list, default=[10, 100, 1000], help="N values")
     p.add_argument("--rate", type=_positive(float), default=50.0, help="messages per second")
     p.add_argument("--duration", type=_positive(float), default=5.0, help="publishing seconds")

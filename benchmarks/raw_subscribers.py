@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -69,8 +70,7 @@ class RawSubscriber(asyncio.Protocol):
             self.fail(why)
             return
         self.in_body = True
-        if not self.join_event:
-            self.sub.ready.set()
+        self.head_ok()
         if not self.handshake.done():
             self.handshake.set_result(None)
         if rest:
@@ -96,6 +96,10 @@ class RawSubscriber(asyncio.Protocol):
     # -- shared helpers --
     def check_head(self, head: bytes) -> str | None:
         return rawclient.check_status(head, self.expect_status)
+
+    def head_ok(self) -> None:
+        if not self.join_event:
+            self.sub.ready.set()
 
     def fail(self, why: str) -> None:
         """The server's answer is not what we asked for: record and drop it."""
@@ -239,22 +243,36 @@ class RawEventSource(RawSubscriber):
             self.sub.scan(block, MARK_B, b"~", now, self.lat)
 
 
-async def subscribe_raw(
-    at: Endpoint, sub: Subscription, lat: Latencies, connect_timeout: float, sem: asyncio.Semaphore
+async def connect(
+    make: Callable[[str], RawSubscriber],
+    base_url: str,
+    connect_timeout: float,
+    sem: asyncio.Semaphore,
 ) -> None:
-    """One raw-socket subscriber, from connect to the end of its stream."""
-    parts = urlsplit(at.base_url)
-    proto: RawSubscriber | None = None
+    """Connect the protocol ``make(host)`` builds; return when its connection is gone."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"the raw client speaks plain http only, not {base_url!r}")
+    proto = make(parts.netloc)
+    loop = asyncio.get_running_loop()
     try:
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"the raw client speaks plain http only, not {at.base_url!r}")
-        cls = RawWebSocket if at.transport == "ws" else RawEventSource
-        proto = cls(sub, lat, at.path(sub.user), parts.netloc, at.dialect.join_event)
-        loop = asyncio.get_running_loop()
         async with sem, asyncio.timeout(connect_timeout):
             await loop.create_connection(lambda: proto, parts.hostname, parts.port or 80)
             await proto.handshake
         await proto.done
     finally:
-        if proto is not None:
-            proto.close()
+        proto.close()
+
+
+async def subscribe_raw(
+    at: Endpoint, sub: Subscription, lat: Latencies, connect_timeout: float, sem: asyncio.Semaphore
+) -> None:
+    """One raw-socket subscriber, from connect to the end of its stream."""
+    cls = RawWebSocket if at.transport == "ws" else RawEventSource
+    path = at.path(sub.user)
+    await connect(
+        lambda host: cls(sub, lat, path, host, at.dialect.join_event),
+        at.base_url,
+        connect_timeout,
+        sem,
+    )

@@ -7,7 +7,8 @@ check: a client that never reads, never answers a ping, or reads the close
 frame itself.
 
 - handshake: :func:`ws_key`, :func:`ws_upgrade_request`, :func:`ws_accept`,
-  :func:`check_ws_head`, :func:`sse_request`, :func:`check_status`;
+  :func:`check_ws_head`, :func:`sse_request`, :func:`get_request`,
+  :func:`check_status`, :func:`content_length`;
 - frames: :func:`encode_frame` (a server's, or a masked client's),
   :func:`client_frame`, :func:`ws_mask`, :class:`FrameDecoder`,
   :func:`close_payload`, :func:`close_code`;
@@ -55,6 +56,11 @@ def sse_request(path: str, host: str) -> bytes:
     ).encode()
 
 
+def get_request(path: str, host: str) -> bytes:
+    """A keep-alive ``GET`` (HTTP/1.1 connections stay open unless one side says not)."""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+
 def check_status(head: bytes, expect: bytes) -> str | None:
     """None if the response head (without its blank line) has status ``expect``."""
     status = head.split(b"\r\n", 1)[0]
@@ -74,6 +80,15 @@ def check_ws_head(head: bytes, key: bytes) -> str | None:
 
 def is_chunked(head: bytes) -> bool:
     return b"\r\ntransfer-encoding: chunked" in head.lower()
+
+
+def content_length(head: bytes) -> int | None:
+    """The ``Content-Length`` of a response head, if it has a valid one."""
+    start = head.lower().find(b"\r\ncontent-length:")
+    if start < 0:
+        return None
+    value = head[start + 17 :].split(b"\r\n", 1)[0].strip()
+    return int(value) if value.isdigit() else None
 
 
 # -- frames ------------------------------------------------------------------------------

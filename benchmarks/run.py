@@ -44,8 +44,10 @@ def open_stalled(target: Target, room: str, transport: str, k: int) -> list[sock
         path = target.dialect.path(transport, room, f"stalled-{i}")
         if transport == "ws":
             sock.sendall(rawclient.ws_upgrade_request(path, host, rawclient.ws_key()))
-        else:
+        elif transport == "sse":
             sock.sendall(rawclient.sse_request(path, host))
+        else:
+            sock.sendall(rawclient.get_request(path + "&since=0", host))
         socks.append(sock)
     return socks
 

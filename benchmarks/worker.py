@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks.aiohttp_subscribers import session, subscribe_aiohttp
 from benchmarks.dialect import Endpoint
 from benchmarks.pipe import receive, run_child, tell
+from benchmarks.poll_subscribers import subscribe_raw_poll
 from benchmarks.raw_subscribers import subscribe_raw
 from benchmarks.subscription import Latencies, Subscription
 
@@ -127,18 +128,15 @@ async def _run_subscribers(
 async def _worker(conn: Connection, job: WorkerJob) -> None:
     lat = Latencies(job.total)
     subs = [Subscription(u, bytearray(job.total)) for u in job.users]
-    at = job.endpoint
-    async with asyncio.timeout(job.lifetime), session(job.connect_timeout) as http:
-        subscribe: Subscribe
-        if job.client == "aiohttp":
+    at, timeout = job.endpoint, job.connect_timeout
+    async with asyncio.timeout(job.lifetime), session(timeout) as http:
 
-            def subscribe(s: Subscription, sem: asyncio.Semaphore) -> Coroutine[Any, Any, None]:
+        def subscribe(s: Subscription, sem: asyncio.Semaphore) -> Coroutine[Any, Any, None]:
+            if job.client == "aiohttp":
                 return subscribe_aiohttp(http, at, s, lat, sem)
-
-        else:
-
-            def subscribe(s: Subscription, sem: asyncio.Semaphore) -> Coroutine[Any, Any, None]:
-                return subscribe_raw(at, s, lat, job.connect_timeout, sem)
+            if at.transport == "poll":
+                return subscribe_raw_poll(at, s, lat, timeout, sem)
+            return subscribe_raw(at, s, lat, timeout, sem)
 
         await _run_subscribers(conn, job, subs, lat, subscribe)
 

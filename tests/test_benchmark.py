@@ -12,10 +12,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
+from benchmarks.dialect import REALTIME, Endpoint
+from benchmarks.poll_subscribers import RawPoll
 from benchmarks.raw_subscribers import RawEventSource, RawWebSocket
 from benchmarks.rawclient import FrameDecoder, encode_frame, ws_accept, ws_mask
 from benchmarks.subscription import Latencies, Subscription
@@ -24,39 +26,60 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "fanout.py"
 
 
-@pytest.mark.parametrize("client", ["raw", "aiohttp"])
-def test_fanout_smoke_run_delivers_everything(tmp_path: Path, client: str) -> None:
+PLAN = ["--subscribers", "5", "--duration", "1", "--rate", "20", "--drain", "3"]
+
+
+def run_fanout(tmp_path: Path, command: list[str], args: list[str]) -> tuple[list[Any], str]:
+    """The runs of one bounded benchmark command (as JSON), and what it printed."""
     out = tmp_path / "fanout.json"
-    args = ["--subscribers", "5", "--duration", "1", "--rate", "20", "--drain", "3"]
-    if client != "raw":  # raw is the default
-        args += ["--client", client]
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--json", str(out)],
+        [sys.executable, *command, *args, "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    runs = json.loads(out.read_text())["runs"]
+    runs: list[Any] = json.loads(out.read_text())["runs"]
+    return runs, proc.stdout
+
+
+def check_everything_delivered(run: dict[str, Any], client: str) -> None:
+    """5 subscribers, 20 messages: each delivery once, with a latency from this run."""
+    label = f"{run['transport']}: {run}"
+    assert run["publish_via"] == ("ws" if run["transport"] == "ws" else "post")
+    assert run["client"] == client, label
+    assert run["accepted"] == run["published"] == 20, label
+    assert run["connect_ready"] == run["live_at_start"] == 5, label
+    assert run["delivered"] == 5 * 20, label
+    assert run["lost"] == 0 and run["duplicates"] == 0 and run["dropped"] == 0, label
+    assert run["deliveries_per_s"] > 0, label
+    lat = run["latency"]
+    assert lat["count"] == 100, label
+    assert 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"], label
+    assert lat["max_ms"] < 60_000, label  # a stamp from this run, not garbage
+    first, last = run["first_delivery"], run["last_delivery"]
+    assert first["count"] == last["count"] == 20, label
+    assert first["p50_ms"] <= last["p50_ms"] <= lat["max_ms"], label
+
+
+@pytest.mark.parametrize("client", ["raw", "aiohttp"])
+def test_fanout_smoke_run_delivers_everything(tmp_path: Path, client: str) -> None:
+    args = PLAN + (["--client", client] if client != "raw" else [])  # raw is the default
+    runs, printed = run_fanout(tmp_path, [str(SCRIPT)], args)
     assert {r["transport"] for r in runs} == {"ws", "sse"}
     for run in runs:
-        label = f"{run['transport']}: {run}"
-        assert run["publish_via"] == ("ws" if run["transport"] == "ws" else "post")
-        assert run["client"] == client, label
-        assert run["accepted"] == run["published"] == 20, label
-        assert run["connect_ready"] == run["live_at_start"] == 5, label
-        assert run["delivered"] == 5 * 20, label
-        assert run["lost"] == 0 and run["duplicates"] == 0 and run["dropped"] == 0, label
-        assert run["deliveries_per_s"] > 0, label
-        lat = run["latency"]
-        assert lat["count"] == 100, label
-        assert 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"], label
-        assert lat["max_ms"] < 60_000, label  # a stamp from this run, not garbage
-        first, last = run["first_delivery"], run["last_delivery"]
-        assert first["count"] == last["count"] == 20, label
-        assert first["p50_ms"] <= last["p50_ms"] <= lat["max_ms"], label
-    assert "p99.9" in proc.stdout  # the table was printed
+        check_everything_delivered(run, client)
+    assert "p99.9" in printed  # the table was printed
+
+
+@pytest.mark.parametrize("client", ["raw", "aiohttp"])
+def test_fanout_over_long_polling_delivers_everything(tmp_path: Path, client: str) -> None:
+    args = [*PLAN, "--transports", "poll", "--client", client]
+    runs, printed = run_fanout(tmp_path, ["-m", "benchmarks.fanout"], args)
+    assert [r["transport"] for r in runs] == ["poll"]
+    check_everything_delivered(runs[0], client)
+    assert printed.startswith("poll (published via post")
 
 
 def test_fanout_refuses_a_remote_url() -> None:
@@ -358,5 +381,73 @@ def test_raw_event_source_end_of_stream_and_errors() -> None:
         proto.close()
         proto.connection_lost(None)
         assert sub.closed is None and transport.closed
+
+    in_loop(run)
+
+
+def poll_answer(body: bytes, status: bytes = b"200 OK") -> bytes:
+    head = b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+POLL_STREAM = b"".join(
+    [
+        poll_answer(b'{"room":"r","events":[],"next":"0"}'),  # the first answer: live from here
+        poll_answer(b'{"room":"r","events":[%b,%b],"next":"2"}' % (stamped(0), stamped(1))),
+        poll_answer(b'{"room":"r","events":[%b],"next":null}' % stamped(1)),  # a duplicate
+        poll_answer(b'{"room":"r","events":[%b],"next":"3"}' % stamped(2)),
+    ]
+)
+
+
+def new_poll() -> tuple[RawPoll, Subscription, FakeTransport]:
+    sub, lat = Subscription("s1", bytearray(TOTAL)), Latencies(TOTAL)
+    at = Endpoint("http://127.0.0.1:8080", REALTIME, "poll", "r")
+    proto = RawPoll(sub, lat, at, "127.0.0.1:8080")
+    transport = FakeTransport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    return proto, sub, transport
+
+
+def test_raw_poll_follows_next_however_answers_are_split() -> None:
+    def check(proto: RawPoll, sub: Subscription, transport: FakeTransport) -> None:
+        assert sub.ready.is_set() and proto.handshake.done() and sub.closed is None
+        assert list(sub.seen) == [1, 1, 1, 0, 0, 0, 0, 0]
+        assert (sub.received, sub.duplicates, sub.unknown) == (3, 1, 0)
+        paths = [req.split(b" ")[1] for req in transport.written]
+        assert paths == [
+            b"/rooms/r/poll?user=s1&since=0&timeout=0",
+            b"/rooms/r/poll?user=s1&since=0&timeout=25",
+            b"/rooms/r/poll?user=s1&since=2&timeout=25",
+            b"/rooms/r/poll?user=s1&timeout=25",  # after a gap: from the newest on
+            b"/rooms/r/poll?user=s1&since=3&timeout=25",
+        ]
+        assert all(
+            req.endswith(b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n") for req in transport.written
+        )
+
+    def run() -> None:
+        for cut in range(len(POLL_STREAM) + 1):
+            proto, sub, transport = new_poll()
+            proto.data_received(POLL_STREAM[:cut])
+            proto.data_received(POLL_STREAM[cut:])
+            check(proto, sub, transport)
+        proto, sub, transport = new_poll()
+        for byte in POLL_STREAM:
+            proto.data_received(bytes([byte]))
+        check(proto, sub, transport)
+
+    in_loop(run)
+
+
+def test_raw_poll_refuses_an_error_or_an_answer_without_length() -> None:
+    def run() -> None:
+        proto, sub, transport = new_poll()
+        proto.data_received(poll_answer(b'{"type":"error"}', b"503 Service Unavailable"))
+        assert sub.closed == "HTTP 503" and transport.aborted and not sub.ready.is_set()
+
+        proto, sub, transport = new_poll()
+        proto.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assert sub.closed == "poll answer without Content-Length" and transport.aborted
 
     in_loop(run)
