@@ -1,10 +1,10 @@
-// The transport lab: one pane per transport, all in one room. Each pane holds
+// The transport lab: one pane per transport (WebSocket, SSE, long-polling), all in one room. Each pane holds
 // its own connection (`shared: false`): sharing one SSE stream between tabs
 // is what the chat page does, but here every pane measures its own.
 import { TRANSPORT_NAMES, connect, isRoomName, newClientId } from "/client.js";
 import { $, el } from "./dom.js";
 
-const TRANSPORTS = ["ws", "sse"];
+const TRANSPORTS = ["ws", "sse", "poll"];
 const WINDOW = 100; // samples behind p50/p99 and the byte average
 const MAX_HIST = 5000; // samples kept for the histogram
 const MAX_LOG = 200;
@@ -359,7 +359,7 @@ $("reset").addEventListener("click", () => {
 // -- start --------------------------------------------------------------------
 $("room-name").textContent = `#${room}`;
 $("chat-link").href = `/?room=${encodeURIComponent(room)}`;
-document.title = `WebSocket vs SSE · #${room} · realtime`;
+document.title = `WebSocket vs SSE vs long-polling · #${room} · realtime`;
 for (const transport of TRANSPORTS) panes[transport] = makePane(transport);
 for (const pane of Object.values(panes)) {
   pane.conn = connect(room, { transport: pane.transport, user: `lab-${pane.transport}`, shared: false });
