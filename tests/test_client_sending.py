@@ -12,6 +12,7 @@ import pytest
 
 from realtime.client import Client, Message, Presence, Refused
 from realtime.client.sending import find_sent
+from realtime.policy import tokens
 
 from .conftest import MakeClient
 from .proxy import Proxy
@@ -166,3 +167,22 @@ async def test_history(make_client: MakeClient) -> None:
         assert [m.text for m in recent.messages] == ["m6", "m7"]
         trimmed = await client.history("r", since="1", limit=5)
         assert trimmed.gap and trimmed.messages[0].id == "4"
+
+
+SECRET = "k" * 32
+
+
+async def test_an_expired_token_is_renewed_for_a_post(make_client: MakeClient) -> None:
+    server = await make_client(secret=SECRET, private_rooms="team-*")
+    expired = tokens.mint(SECRET, "ana", ["team-*"], ttl=-10)
+    fresh = tokens.mint(SECRET, "ana", ["team-*"], ttl=60)
+    async with Client(base_url(server), token=expired, options=FAST) as client:
+        with pytest.raises(Refused) as refused:
+            await client.send("team-a", "no provider")
+        assert (refused.value.status, refused.value.code) == (401, "token_expired")
+    async with Client(
+        base_url(server), token=expired, token_provider=lambda: fresh, options=FAST
+    ) as client:
+        sent = await client.send("team-a", "renewed")
+        assert sent.user == "ana" and client.token == fresh
+        assert [m.text for m in (await client.history("team-a")).messages] == ["renewed"]

@@ -69,6 +69,18 @@ def ending_for_close(code: int | None, reason: str) -> Ending:
     return Ending(Reason.DROPPED, detail, code)
 
 
+def ending_for_disconnect(data: dict[str, Any]) -> Ending:
+    """A ``disconnect`` event (SSE, long-polling): ``{"code", "reason", "reconnect"}``."""
+    code = data.get("code")
+    ending = ending_for_close(code if isinstance(code, int) else None, str(data.get("reason", "")))
+    reconnect = data.get("reconnect")
+    if reconnect is True and ending.reason is Reason.STOP:
+        return Ending(Reason.RECONNECT, ending.detail, ending.code)
+    if reconnect is False and ending.reason in (Reason.DROPPED, Reason.RECONNECT):
+        return Ending(Reason.STOP, ending.detail, ending.code)
+    return ending
+
+
 def ending_for_refusal(exc: Refused) -> Ending | None:
     """A refused connection worth retrying, or ``None`` when it is final."""
     if exc.code == "token_expired":

@@ -12,9 +12,9 @@ import asyncio
 import itertools
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -27,6 +27,7 @@ from .subscription import LinkLost, Subscription
 _session = secrets.token_hex(3)
 _counter = itertools.count(1)
 PAGE = 100
+T = TypeVar("T")
 
 
 def new_client_id() -> str:
@@ -41,7 +42,24 @@ class History:
     gap: bool
 
 
+async def with_fresh_token(ctx: Context, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, again once with a fresh token if the server says ours
+    expired (nothing was done with the expired one)."""
+    token = ctx.auth.token
+    try:
+        return await call()
+    except Refused as exc:
+        if exc.code != "token_expired" or ctx.auth.provider is None:
+            raise
+    await ctx.auth.refresh(token)
+    return await call()
+
+
 async def post_message(ctx: Context, room: str, text: str, client_id: str) -> Message:
+    return await with_fresh_token(ctx, lambda: _post(ctx, room, text, client_id))
+
+
+async def _post(ctx: Context, room: str, text: str, client_id: str) -> Message:
     body: dict[str, Any] = {"text": text, "client_id": client_id}
     if ctx.user is not None:
         body["user"] = ctx.user
@@ -56,6 +74,10 @@ async def post_message(ctx: Context, room: str, text: str, client_id: str) -> Me
 
 
 async def history(ctx: Context, room: str, since: str | None, limit: int | None) -> History:
+    return await with_fresh_token(ctx, lambda: _history(ctx, room, since, limit))
+
+
+async def _history(ctx: Context, room: str, since: str | None, limit: int | None) -> History:
     query = {k: v for k, v in {"since": since, "limit": limit}.items() if v is not None}
     url = (ctx.base / "rooms" / room / "messages").with_query(query)
     timeout = aiohttp.ClientTimeout(total=ctx.options.send_timeout)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .link import Dial, Ending, Handler, Reason, ending_for_close, refusal
+from .link import Dial, Ending, Handler, Reason, refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +122,5 @@ async def _deliver(event: SseEvent, handler: Handler) -> Ending | None:
         return None
     if not isinstance(data, dict):
         return None
-    if event.event == "disconnect":
-        code = data.get("code")
-        return ending_for_close(
-            code if isinstance(code, int) else None, str(data.get("reason", ""))
-        )
     data.setdefault("type", event.event)
     return await handler.received(data)

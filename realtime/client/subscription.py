@@ -21,7 +21,7 @@ from typing import Any
 from .context import Context
 from .errors import Refused
 from .events import ErrorEvent, Event, Gap, Message, id_key, parse_event
-from .link import WS_TOO_BIG, Ending, Reason, Sender, State
+from .link import WS_TOO_BIG, Ending, Reason, Sender, State, ending_for_disconnect
 from .reconnect import Reconnector
 
 log = logging.getLogger("realtime.client")
@@ -132,6 +132,8 @@ class Subscription:
         self.retry = seconds
 
     async def received(self, data: dict[str, Any]) -> Ending | None:
+        if data.get("type") == "disconnect":  # the last event of an SSE stream or a poll
+            return ending_for_disconnect(data)
         try:
             event = parse_event(data)
         except (KeyError, ValueError, TypeError) as exc:
