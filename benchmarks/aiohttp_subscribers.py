@@ -15,6 +15,7 @@ import aiohttp
 
 from benchmarks.dialect import Endpoint
 from benchmarks.poll_subscribers import HOLD, answer_next, poll_path
+from benchmarks.rawclient import complete_events
 from benchmarks.subscription import JOIN_B, MARK, MARK_B, Latencies, Subscription
 
 
@@ -88,10 +89,10 @@ class AiohttpSubscriber:
             async for chunk in resp.content.iter_any():
                 now = time.monotonic_ns()
                 buf += chunk
-                end = buf.rfind(b"\n\n")
-                if end < 0:
+                end = complete_events(buf)
+                if not end:
                     continue
-                block, buf = buf[:end], buf[end + 2 :]
+                block, buf = buf[:end], buf[end:]
                 if not sub.ready.is_set() and JOIN_B in block:
                     sub.check_sse_joins(block)
                 sub.scan(block, MARK_B, b"~", now, self.lat)

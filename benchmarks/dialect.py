@@ -1,4 +1,10 @@
-"""How to speak to a chat server: its routes, its send format, when a subscriber is live."""
+"""How to speak to a chat server: its routes, its send format, when a subscriber is live.
+
+``realtime`` has rooms, presence and ids; the reference peers of ``--peer``
+(a Bun + Hono server, a naive aiohttp loop) serve one room at ``/ws``, ``/sse``
+and ``POST /send``, broadcast ``{"id", "user", "text", "ts"}`` and announce
+nobody's arrival, so their subscribers are live once connected.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ class Dialect:
     post_ok: int  # the status of an accepted POST
     health_path: str
     join_event: bool  # live once our own presence join comes back (else once connected)
+    client_ids: bool  # a send carries a client_id and a user (else the text alone)
 
     def path(self, transport: str, room: str, user: str) -> str:
         if transport not in self.paths:
@@ -26,10 +33,14 @@ class Dialect:
         return base_url + self.post_path.format(room=quote(room, safe=""))
 
     def post_body(self, text: str, seq: int) -> dict[str, Any]:
-        return {"text": text, "user": "pub", "client_id": str(seq)}
+        if self.client_ids:
+            return {"text": text, "user": "pub", "client_id": str(seq)}
+        return {"text": text}
 
     def send_frame(self, text: str, seq: int) -> str:
-        return json.dumps({"type": "send", "text": text, "client_id": str(seq)})
+        if self.client_ids:
+            return json.dumps({"type": "send", "text": text, "client_id": str(seq)})
+        return json.dumps({"text": text})
 
 
 REALTIME = Dialect(
@@ -43,6 +54,16 @@ REALTIME = Dialect(
     201,
     "/healthz",
     join_event=True,
+    client_ids=True,
+)
+PEER = Dialect(
+    "peer",
+    {"ws": "/ws", "sse": "/sse"},
+    "/send",
+    200,
+    "/health",
+    join_event=False,
+    client_ids=False,
 )
 
 

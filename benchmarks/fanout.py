@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import servers
+from benchmarks.compare import comparisons
 from benchmarks.dialect import REALTIME
 from benchmarks.fanout_report import format_table, plot_cdfs
 from benchmarks.figures import say_result
@@ -66,7 +67,7 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Fan-out latency of realtime over WebSocket and SSE.",
+        description="Fan-out latency and CPU of realtime over WebSocket, SSE and long-polling.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
@@ -105,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="extra subscribers per run that connect and never read (slow-consumer isolation)",
+    )
+    p.add_argument("--repeat", type=_positive(int), default=1, help="runs of every transport and N")
+    p.add_argument(
+        "--peer",
+        choices=servers.PEERS,
+        help="also run the same plan against this reference server (a fresh one per run, "
+        "alternating with realtime) and print realtime/peer ratios; needs --peer-path",
+    )
+    p.add_argument(
+        "--peer-path",
+        metavar="PATH",
+        help="bun: a copy of the Bun + Hono directory after 'npm install'; "
+        "python: a script that serves the peer's routes, run as SCRIPT PORT [--uvloop]",
     )
     p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="latency CDFs per transport (matplotlib)")
@@ -171,27 +185,38 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_all(args: argparse.Namespace, say: Progress) -> list[dict[str, Any]]:
-    """Every transport and N; a fresh server for each run unless ``--url`` names one."""
+    """Every transport and N, ``--repeat`` times, realtime and the peer taking turns.
+
+    A fresh server for each run, unless ``--url`` names one.
+    """
+    kinds = ["realtime", args.peer] if args.peer else ["realtime"]
     runs = []
     for transport in args.transports:
         for n in args.subscribers:
-            if args.url:
-                target = Target("realtime", args.url, args.server_pid, REALTIME)
-                run = run_one(args, target, transport, n, say)
-            else:
-                with servers.started(args, say) as target:
-                    run = run_one(args, target, transport, n, say)
-            say_result(run, say)
-            runs.append(run)
+            for _ in range(args.repeat):
+                for kind in kinds:
+                    if args.url:
+                        target = Target("realtime", args.url, args.server_pid, REALTIME)
+                        run = run_one(args, target, transport, n, say)
+                    else:
+                        with servers.started(kind, args, say) as target:
+                            run = run_one(args, target, transport, n, say)
+                    say_result(run, say)
+                    runs.append(run)
     return runs
 
 
 def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
-    for transport in args.transports:
-        mine = [r for r in runs if r["transport"] == transport]
-        if mine:
-            print(format_table(transport, mine, mine[0]["publish_via"]))
-            print()
+    for server in dict.fromkeys(r["server"] for r in runs):
+        for transport in args.transports:
+            mine = [r for r in runs if r["transport"] == transport and r["server"] == server]
+            if mine:
+                label = transport if server == "realtime" else f"{transport} on {server}"
+                print(format_table(label, mine, mine[0]["publish_via"]))
+                print()
+    if args.peer:
+        print(comparisons(runs, args.peer))
+        print()
     if args.url and args.server_pid is None:
         print("server CPU not measured: pass --server-pid with --url")
     if args.json:
@@ -209,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.server_pid and not args.url:
         raise SystemExit("--server-pid only goes with --url")
+    if args.peer and (args.url or not args.peer_path or "poll" in args.transports):
+        raise SystemExit("--peer needs --peer-path, no --url, and serves ws and sse only")
     say = Progress(args.quiet)
     raise_fd_limit()
     signal.signal(signal.SIGTERM, _sigterm)

@@ -4,9 +4,10 @@
     python -m benchmarks.fanout_summary --compare before-*.json -- after-*.json
 
 Every figure of the table is the median of that figure over the files given
-(one value per file for each transport, N, rate and client kind). With ``--compare``, a
-second table gives after/before ratios of the medians (below 1 is better for
-latency and CPU, above 1 for deliveries/s).
+(one value per file for each transport, N, rate, client kind and server).
+Runs of ``--peer`` also get realtime/peer tables (``benchmarks/compare.py``).
+With ``--compare``, a second table gives after/before ratios of the medians
+(below 1 is better for latency and CPU, above 1 for deliveries/s).
 """
 
 from __future__ import annotations
@@ -18,21 +19,31 @@ import sys
 from collections import defaultdict
 from typing import Any
 
+from benchmarks.compare import comparisons
 from benchmarks.fanout_report import COLUMNS, figure, format_table
 
-Key = tuple[str, float, int, str, str]  # transport, rate, N, publish_via, client
+Key = tuple[str, float, int, str, str, str]  # transport, rate, N, publish_via, client, server
+
+
+def read_runs(paths: list[str]) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    for path in paths:
+        with open(path) as f:
+            runs += json.load(f)["runs"]
+    for run in runs:
+        run.setdefault("client", "aiohttp")  # files from before --client: aiohttp
+        run.setdefault("server", "realtime")  # files from before --peer
+    return runs
 
 
 def load_runs(paths: list[str]) -> dict[Key, list[dict[str, Any]]]:
     grouped: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for path in paths:
-        with open(path) as f:
-            for run in json.load(f)["runs"]:
-                key = (
-                    run["transport"], run["rate"], run["subscribers"], run["publish_via"],
-                    run.get("client", "aiohttp"),  # files from before --client: aiohttp
-                )  # fmt: skip
-                grouped[key].append(run)
+    for run in read_runs(paths):
+        key = (
+            run["transport"], run["rate"], run["subscribers"], run["publish_via"],
+            run["client"], run["server"],
+        )  # fmt: skip
+        grouped[key].append(run)
     return grouped
 
 
@@ -61,12 +72,12 @@ def tables(grouped: dict[Key, list[dict[str, Any]]]) -> dict[Key, dict[str, Any]
 
 
 def print_tables(medians: dict[Key, dict[str, Any]], title: str, ratios: bool = False) -> None:
-    by_table: dict[tuple[str, float, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for (transport, rate, _, via, client), run in medians.items():
-        by_table[(transport, rate, via, client)].append(run)
-    for (transport, rate, via, client), runs in by_table.items():
+    by_table: dict[tuple[str, float, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for (transport, rate, _, via, client, server), run in medians.items():
+        by_table[(transport, rate, via, client, server)].append(run)
+    for (transport, rate, via, client, server), runs in by_table.items():
         counts = ",".join(str(r.get("runs", "-")) for r in runs)
-        print(f"{title}: {rate:g} msg/s, {client} client, runs per row {counts}")
+        print(f"{title}: {server}, {rate:g} msg/s, {client} client, runs per row {counts}")
         print(format_table(transport, runs, via, ratios))
         print()
 
@@ -78,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.compare:
         print_tables(tables(load_runs(args.files)), "median")
+        runs = read_runs(args.files)
+        for peer in dict.fromkeys(r["server"] for r in runs if r["server"] != "realtime"):
+            print(comparisons(runs, peer))
+            print()
         return 0
     raw = sys.argv[1:] if argv is None else argv
     if "--" not in raw:
@@ -88,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(before, "before (median)")
     print_tables(after, "after (median)")
     # The same client kind first; else any, so that raw can be compared with aiohttp.
-    loose = {k[:4]: v for k, v in before.items()}
+    loose = {(*k[:4], k[5]): v for k, v in before.items()}
     ratios = {
-        k: ratio_run(before.get(k) or loose[k[:4]], after[k]) for k in after if k[:4] in loose
+        k: ratio_run(before.get(k) or loose[(*k[:4], k[5])], after[k])
+        for k in after
+        if (*k[:4], k[5]) in loose
     }
     print_tables(ratios, "after / before", ratios=True)
     return 0

@@ -232,11 +232,11 @@ class RawEventSource(RawSubscriber):
 
     def event_text(self, data: bytes, now: int) -> None:
         buf = self.events + data if self.events else data
-        end = buf.rfind(b"\n\n")
-        if end < 0:
+        end = rawclient.complete_events(buf)
+        if not end:
             self.events = buf
             return
-        block, self.events = buf[:end], buf[end + 2 :]
+        block, self.events = buf[:end], buf[end:]
         if not self.sub.ready.is_set() and JOIN_B in block:
             self.sub.check_sse_joins(block)
         if MARK_B in block:

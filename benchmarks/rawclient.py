@@ -13,8 +13,8 @@ frame itself.
   :func:`client_frame`, :func:`ws_mask`, :class:`FrameDecoder`,
   :func:`close_payload`, :func:`close_code`;
 - asyncio streams: :func:`open_websocket`, :func:`read_frame`;
-- SSE: :class:`Dechunker` (HTTP/1.1 chunked body), :class:`EventParser`
-  (``text/event-stream`` lines into events).
+- SSE: :class:`Dechunker` (HTTP/1.1 chunked body), :func:`complete_events`,
+  :class:`EventParser` (``text/event-stream`` lines into events).
 """
 
 from __future__ import annotations
@@ -280,6 +280,12 @@ class Dechunker:
         self.need, self.trail = need, trail
         self.raw = buf[pos:] if pos < size else b""
         return out[0] if len(out) == 1 else b"".join(out)
+
+
+def complete_events(text: bytes) -> int:
+    """How many bytes at the start of ``text`` are whole events (each ends in a blank line)."""
+    lf, crlf = text.rfind(b"\n\n"), text.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
 
 @dataclass

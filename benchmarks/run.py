@@ -9,6 +9,7 @@ fresh room, waits until server and clients are idle, publishes for
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import socket
 import time
@@ -211,6 +212,7 @@ def run_one(
         drops_after - drops_before if drops_before is not None and drops_after is not None else None
     )
     run["settle_s"] = settle
+    run["loadavg_1m"] = os.getloadavg()[0]  # what else ran: the machine may be shared
     run["live_at_start"] = live
     run["has_server_cpu"] = bool(server_pids)
     return run

@@ -1,8 +1,12 @@
-"""The server under test: a ``realtime`` the benchmark starts, or one already running.
+"""The server under test: ``realtime``, a reference peer, or one already running.
 
 A started server listens on a free loopback port, logs to a file, gets
 SIGTERM from the kernel if the benchmark dies (``PR_SET_PDEATHSIG``), and is
-stopped on the way out of :func:`started`.
+stopped on the way out of :func:`started`. The peers of ``--peer`` serve the
+same plan for comparison: ``bun`` runs ``server.ts`` of a Bun + Hono
+directory (after its ``npm install``), ``python`` a script run as
+``python SCRIPT PORT [--uvloop]``, such as the naive aiohttp peer that
+broadcasts with ``for ws in clients: await ws.send_str(…)``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import importlib.util
 import ipaddress
 import os
 import signal
@@ -23,17 +28,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from benchmarks.dialect import REALTIME, Dialect
+from benchmarks.dialect import PEER, REALTIME, Dialect
 from realtime.workers import free_port
 
 START_TIMEOUT = 20.0
+PEERS = ("bun", "python")
 
 
 @dataclass
 class Target:
     """Where the load goes: ``server_pid`` is None when its CPU cannot be read."""
 
-    name: str
+    name: str  # "realtime", or the peer's kind
     base_url: str
     server_pid: int | None
     dialect: Dialect
@@ -68,6 +74,20 @@ def realtime_command(args: argparse.Namespace, port: int, tmp: str) -> list[str]
     return cmd + list(args.server_arg)
 
 
+def peer_command(kind: str, path: str, port: int) -> tuple[list[str], str]:
+    """The peer's command line and the directory to run it in."""
+    if kind == "bun":
+        bun = os.path.join(path, "node_modules", ".bin", "bun")
+        if not os.path.exists(bun):
+            raise SystemExit(f"--peer bun: no {bun}; run npm install in a copy of the peer first")
+        # The binary itself, not a wrapper: its /proc/PID/stat is the server's CPU.
+        return [os.path.realpath(bun), "run", "server.ts", str(port)], path
+    cmd = [sys.executable, os.path.abspath(path), str(port)]
+    if importlib.util.find_spec("uvloop") is not None:
+        cmd.append("--uvloop")  # as realtime runs on uvloop when installed
+    return cmd, os.path.dirname(os.path.abspath(path))
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -90,17 +110,19 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def started(args: argparse.Namespace, say: Callable[[str], None]) -> Iterator[Target]:
-    """``realtime`` on a free loopback port; stopped on the way out."""
+def started(kind: str, args: argparse.Namespace, say: Callable[[str], None]) -> Iterator[Target]:
+    """``realtime`` or the peer ``kind`` on a free loopback port; stopped on the way out."""
     port = free_port()
-    kind, dialect = "realtime", REALTIME
     with tempfile.TemporaryDirectory(prefix="fanout-") as tmp:
-        cmd = realtime_command(args, port, tmp)
-        say(f"starting {kind}: " + " ".join(cmd[1:]))
+        if kind == "realtime":
+            cmd, cwd, dialect = realtime_command(args, port, tmp), None, REALTIME
+        else:
+            (cmd, cwd), dialect = peer_command(kind, args.peer_path, port), PEER
+        say(f"starting {kind}: " + " ".join(cmd))
         log_path = args.server_log or os.path.join(tmp, "server.log")
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
                 preexec_fn=_die_with_parent,
             )  # fmt: skip
             try:

@@ -82,6 +82,25 @@ def test_fanout_over_long_polling_delivers_everything(tmp_path: Path, client: st
     assert printed.startswith("poll (published via post")
 
 
+def test_fanout_against_a_peer_delivers_everything_on_both(tmp_path: Path) -> None:
+    """``--peer``: the same plan against a server of the reference peers' routes, in turns."""
+    peer = ROOT / "tests" / "peer_server.py"
+    args = [*PLAN, "--client", "aiohttp", "--repeat", "2"]
+    runs, printed = run_fanout(
+        tmp_path, ["-m", "benchmarks.fanout"], [*args, "--peer", "python", "--peer-path", str(peer)]
+    )
+    order = [(r["transport"], r["server"]) for r in runs]
+    assert order == [
+        (t, s) for t in ("ws", "sse") for _ in range(2) for s in ("realtime", "python")
+    ]
+    for run in runs:
+        check_everything_delivered(run, "aiohttp")
+        assert run["server_cores"] is not None and run["server_user_cores"] is not None
+    for transport in ("ws", "sse"):
+        assert f"{transport} N=5, 20 msg/s, aiohttp client: medians of 2 and 2 runs" in printed
+    assert "realtime/python" in printed and "delivered in time" in printed
+
+
 def test_fanout_refuses_a_remote_url() -> None:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--url", "http://192.0.2.1:8080"],
@@ -381,6 +400,21 @@ def test_raw_event_source_end_of_stream_and_errors() -> None:
         proto.close()
         proto.connection_lost(None)
         assert sub.closed is None and transport.closed
+
+    in_loop(run)
+
+
+def test_raw_event_source_reads_events_with_crlf_line_ends() -> None:
+    """The peers' SSE may end lines with CRLF; realtime's end with LF."""
+    body = b"".join(chunk(b"data: " + stamped(seq) + b"\r\n\r\n") for seq in range(3))
+    stream = SSE_HEAD + body
+
+    def run() -> None:
+        for cut in range(len(stream) + 1):
+            proto, sub, _, _ = new_sse()
+            proto.data_received(stream[:cut])
+            proto.data_received(stream[cut:])
+            assert list(sub.seen) == [1, 1, 1, 0, 0, 0, 0, 0] and sub.closed is None
 
     in_loop(run)
 
