@@ -15,6 +15,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .policy.origin import origin_allowed
 from .settings import Settings
 from .transports import http, poll, sse, websocket
+from .transports.errors import quiet_client_faults
 from .transports.guard import GUARD, Guard
 from .transports.state import CLOSING, ECHO_SOCKETS, HUB, METRICS, SETTINGS
 
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[CLOSING] = set()
     app.on_response_prepare.append(_security_headers)
     app.on_response_prepare.append(_cors)
+    quiet_client_faults()
     app.cleanup_ctx.append(_hub_lifecycle)
     app.on_shutdown.append(_close_connections)
     app.add_routes(

@@ -87,10 +87,10 @@ _HELP: dict[str, str] = {
 _METAVARS: dict[type, str] = {int: "N", float: "SECONDS"}
 _METAVAR_NAMES: dict[str, str] = {"write_delay": "MS"}
 
-USAGE = """python -m realtime [options]           serve (the options below)
-       python -m realtime token --user NAME [--rooms PATTERNS] [--ttl 1h]
-                                              print a signed token for private rooms
-                                              (python -m realtime token --help)"""
+USAGE = """python -m realtime [options]             serve (the options below)
+       python -m realtime token --user NAME ...  print a signed token for private rooms
+       python -m realtime listen ROOM ...        print a room's events (Ctrl-C to stop)
+       python -m realtime send ROOM TEXT ...     send one message"""
 
 
 def env_name(field: str) -> str:

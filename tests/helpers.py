@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks import rawclient
 from benchmarks.rawclient import EventParser
 
 
@@ -108,3 +109,49 @@ async def ws_messages(
             if data["type"] == "message":
                 out.append(data)
     return out
+
+
+# -- raw WebSocket: what no well-behaved client library would send ----------
+
+
+@dataclass
+class RawSocket:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    status: int
+    headers: dict[str, str]
+
+    async def read_frame(self, timeout: float = 5.0) -> rawclient.Frame:
+        return await asyncio.wait_for(rawclient.read_frame(self.reader), timeout)
+
+    async def close_code(self, timeout: float = 5.0) -> int | None:
+        """Read frames up to the server's close frame; return its code."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await rawclient.read_frame(self.reader)
+                if frame.opcode == rawclient.CLOSE:
+                    return rawclient.close_code(frame.payload)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    status_line, *lines = head.decode("latin-1").strip().split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers
+
+
+async def raw_ws(client: Any, path: str, *, version: str = "13") -> RawSocket:
+    """Open a WebSocket by hand; the response head is read, frames are not."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    request = rawclient.ws_upgrade_request(path, "127.0.0.1", rawclient.ws_key())
+    writer.write(
+        request.replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: " + version.encode())
+    )
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    return RawSocket(reader, writer, *parse_head(head))

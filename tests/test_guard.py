@@ -13,7 +13,7 @@ import pytest
 from realtime.policy.tokens import mint
 
 from .conftest import MakeClient
-from .helpers import SseReader, ws_json, ws_until
+from .helpers import SseReader, raw_ws, ws_json, ws_until
 
 SECRET = "test-secret-0123456789abcdef-0123"
 
@@ -189,3 +189,14 @@ async def test_echo_counts_against_the_connection_cap(make_client: MakeClient) -
     client = await make_client(max_connections_per_ip=1)
     async with client.ws_connect("/ws/echo"):
         assert await upgrade_status(client, "/ws/echo") == 429
+
+
+async def test_too_many_connections_says_when_to_retry(make_client: MakeClient) -> None:
+    client = await make_client(max_connections_per_ip=1)
+    async with client.ws_connect("/rooms/r/ws"):
+        resp = await client.get("/rooms/r/events")
+        assert resp.status == 429
+        assert int(resp.headers["Retry-After"]) >= 1
+        raw = await raw_ws(client, "/rooms/r/ws")
+        raw.close()
+        assert raw.status == 429 and int(raw.headers["retry-after"]) >= 1

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
 from typing import Any
+
+import pytest
 
 from benchmarks import rawclient
 
@@ -79,12 +83,13 @@ async def test_stalled_clients_are_dropped_and_others_get_everything(
             return out
 
         readers = asyncio.gather(collect_ws(), collect_sse())
-        # Publish until both stalled clients are dropped (bounded: 4000 x 4 KB).
+        # Publish until both stalled clients are dropped (bounded: 4000 x 4 KB),
+        # in bursts the readers (on this same event loop) take in within the bound.
         sent = 0
         for sent in range(1, 4001):
             await publisher.send_json({"text": TEXT, "client_id": str(sent)})
-            if sent % 50 == 0:
-                await ws_messages(publisher, 50, timeout=10)
+            if sent % 10 == 0:
+                await ws_messages(publisher, 10, timeout=10)
                 if await members(client, "s") == {"ws": 2, "sse": 1}:
                     break
         counts = await members(client, "s")
@@ -99,3 +104,54 @@ async def test_stalled_clients_are_dropped_and_others_get_everything(
     assert await close_code == 1013
     stalled_ws.close()
     stalled_sse.close()
+
+
+async def dropped_slow(client: Any) -> float:
+    text = await (await client.get("/metrics")).text()
+    match = re.search(r"^realtime_slow_consumers_dropped_total ([0-9.e+-]+)$", text, re.M)
+    assert match, text
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+async def test_a_stalled_reader_is_dropped_once_max_buffer_is_unsent(
+    make_client: MakeClient, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bound counts what the kernel holds too: a reader that stops is
+    dropped once about --max-buffer-bytes are unsent, not megabytes later."""
+    caplog.set_level(logging.INFO)
+    bound = 256 * 1024
+    client = await make_client(max_buffer_bytes=bound, replay=0)
+    path = f"/rooms/k/{'ws' if transport == 'ws' else 'events'}?user=stuck"
+    if transport == "ws":
+        request = rawclient.ws_upgrade_request(path, "127.0.0.1", rawclient.ws_key())
+    else:
+        request = rawclient.sse_request(path, "127.0.0.1")
+    stalled = await stalled_connection(client, request)
+    async with asyncio.timeout(5):
+        while (await members(client, "k"))[transport] != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    message = "y" * 3000
+    published = 0
+    async with client.ws_connect("/rooms/k/ws?user=publisher") as publisher:
+        for sent in range(1, 3001):  # bounded: 9 MB
+            await publisher.send_json({"text": message})
+            published += len(message)
+            if sent % 10 == 0:
+                await ws_messages(publisher, 10, timeout=10)
+                if await dropped_slow(client) == 1:
+                    break
+    assert await dropped_slow(client) == 1, f"still connected after {published} bytes"
+    # What the stalled client's own receive buffer holds comes on top.
+    assert published <= 2 * bound, published
+    if transport == "ws":
+        assert await read_ws_close_code(stalled) == 1013
+    stalled.close()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("realtime")]
+    assert any(line.startswith("dropped ") and "slow consumer" in line for line in lines)
+    disconnect = next(
+        line for line in lines if line.startswith("disconnect ") and "user=stuck" in line
+    )
+    assert "reason=slow" in disconnect
+    if transport == "ws":
+        assert "code=1013" in disconnect

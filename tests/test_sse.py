@@ -7,6 +7,9 @@ from typing import Any
 
 from .conftest import MakeClient
 from .helpers import SseReader, post, ws_messages, ws_until
+from .redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # a fixture
 
 
 async def open_stream(client: Any, url: str, **headers: str) -> SseReader:
@@ -124,3 +127,18 @@ async def test_server_shutdown_ends_stream(make_client: MakeClient) -> None:
     await reader.until("presence")
     await client.server.close()
     assert await reader.ended(timeout=5)
+
+
+async def test_a_new_stream_while_the_broker_is_down_gets_503(
+    redis_server: RedisServer, make_client: MakeClient
+) -> None:
+    client = await make_client(broker=redis_server.url)
+    assert (await client.get("/rooms/r/events")).status == 200
+    redis_server.kill()
+    async with asyncio.timeout(10):
+        while (await client.get("/healthz")).status != 503:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    resp = await client.get("/rooms/r/events")
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "1"
+    assert (await resp.json())["code"] == "unavailable"

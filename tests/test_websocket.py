@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tempfile
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import WSMsgType
 
+from benchmarks import rawclient
+from realtime import Settings
+
 from .conftest import MakeClient
-from .helpers import post, ws_json, ws_messages, ws_until
+from .helpers import post, raw_ws, ws_json, ws_messages, ws_until
 
 
 async def test_send_and_receive_own_message_with_client_id(client: Any) -> None:
@@ -225,3 +230,60 @@ async def test_a_fast_sender_is_pipelined_and_keeps_its_order(make_client: MakeC
         got = await ws_messages(ws, 300, timeout=15)
     assert [m["client_id"] for m in got] == [f"c{i}" for i in range(300)]
     assert [int(m["id"]) for m in got] == list(range(1, 301))
+
+
+# -- RFC 6455 at the edge ----------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["8", "7", "14"])
+async def test_a_version_other_than_13_gets_426_naming_13(client: Any, version: str) -> None:
+    raw = await raw_ws(client, "/rooms/r/ws", version=version)
+    try:
+        assert raw.status == 426
+        assert raw.headers["sec-websocket-version"] == "13"
+        assert "upgrade" not in raw.headers.get("connection", "").lower()
+    finally:
+        raw.close()
+    assert (await (await client.get("/rooms")).json())["rooms"] == []
+
+
+async def test_an_unmasked_client_frame_is_closed_1002_and_not_stored(client: Any) -> None:
+    raw = await raw_ws(client, "/rooms/r/ws?user=bare")
+    assert raw.status == 101
+    try:
+        raw.writer.write(rawclient.encode_frame(rawclient.TEXT, b'{"text":"unmasked"}'))
+        assert await raw.close_code() == 1002
+    finally:
+        raw.close()
+    history = await (await client.get("/rooms/r/messages?since=0")).json()
+    assert history["messages"] == []
+
+
+@pytest.mark.parametrize(("sent", "answer"), [(1000, 1000), (1001, 1000), (1006, 1002)])
+async def test_a_client_close_is_answered(client: Any, sent: int, answer: int) -> None:
+    """1006 (like 1005 and 1015) must never be sent on the wire: a peer
+    that does so is answered with 1002."""
+    raw = await raw_ws(client, "/rooms/r/ws?user=closer")
+    assert raw.status == 101
+    try:
+        raw.writer.write(rawclient.client_frame(rawclient.CLOSE, rawclient.close_payload(sent)))
+        assert await raw.close_code() == answer
+    finally:
+        raw.close()
+
+
+async def test_the_log_names_the_close_code_sent(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="realtime")
+    client = await make_client(max_message_bytes=64)
+    async with client.ws_connect("/rooms/r/ws?user=big") as ws:
+        await ws_until(ws, "presence")
+        await ws.send_str("x" * (Settings(max_message_bytes=64).max_frame_bytes + 1))
+        assert (await ws.receive(timeout=5)).type is WSMsgType.CLOSE
+        assert ws.close_code == 1009
+    async with asyncio.timeout(5):
+        while not any(r.getMessage().startswith("disconnect ") for r in caplog.records):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("disconnect "))
+    assert "code=1009" in line, line

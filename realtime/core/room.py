@@ -48,6 +48,13 @@ class Sink(Protocol):
     @property
     def writer(self) -> Writer: ...
 
+    @property
+    def kernel_buffer(self) -> int:
+        """Bytes the kernel holds for the connection once its send buffer is
+        full. The writer buffers only past that point, so its buffered bytes
+        plus these are what the client has not received: both count toward
+        the subscriber's bound."""
+
     def close(self, reason: CloseReason) -> None:
         """Called once, when the subscriber is closed by the server."""
 
@@ -102,7 +109,7 @@ class Subscriber:
         # the history read already saw (stored, but not yet broadcast when
         # the read ran) and must not be sent twice.
         self._floor: tuple[int, int] | None = None
-        self.max_buffer = max_buffer
+        self.max_buffer = max(0, max_buffer - sink.kernel_buffer)
         self._on_close = on_close
         room.add(self)
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..core.ports import BrokerUnavailable
 from ..core.protocol import ProtocolError, dumps
@@ -44,3 +46,27 @@ def too_large(limit: int) -> web.HTTPException:
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=dumps(data), status=status, content_type="application/json")
+
+
+class ClientFaults(logging.Filter):
+    """aiohttp logs a request it cannot parse (a bare LF, a control character
+    in a header) and a client that hangs up mid-handshake as an ERROR with a
+    traceback. Both are the client's doing: one INFO line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, (HttpProcessingError, ConnectionError)):
+            return True
+        detail = " ".join(str(exc).split())[:200]  # one line, whatever the parser said
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {detail}"
+        record.args = None
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+CLIENT_FAULTS = ClientFaults()
+
+
+def quiet_client_faults() -> None:
+    logging.getLogger("aiohttp.server").addFilter(CLIENT_FAULTS)  # once: same filter object

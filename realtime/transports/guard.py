@@ -21,6 +21,10 @@ from ..policy.tokens import Gate, Grant, TokenError, token_from
 from ..settings import Settings
 from .errors import json_error, protocol_error
 
+# Seconds a client over the per-address cap is told to wait: a slot frees
+# when one of its other connections ends, which no one can predict.
+CAP_RETRY_AFTER = 5
+
 
 @dataclass(slots=True)
 class Target:
@@ -62,9 +66,11 @@ class Guard:
             metrics=metrics,
         )
 
-    def refuse(self, reason: str, status: int, code: str, detail: str) -> web.HTTPException:
+    def refuse(
+        self, reason: str, status: int, code: str, detail: str, **headers: str
+    ) -> web.HTTPException:
         self.metrics.refused.labels(reason).inc()
-        return json_error(status, code, detail)
+        return json_error(status, code, detail, **headers)
 
     def check_origin(self, request: web.Request) -> None:
         origin = request.headers.get("Origin")
@@ -118,6 +124,7 @@ class Guard:
                 429,
                 "too_many_connections",
                 f"at most {self.connections.limit} connections per client address",
+                **{"Retry-After": str(CAP_RETRY_AFTER)},
             )
         try:
             yield

@@ -52,6 +52,7 @@ class PollSink:
         self.ready = asyncio.Event()
         self.refused: BrokerUnavailable | None = None
         self.writer = self
+        self.kernel_buffer = 0
 
     def write(self, data: bytes) -> None:
         self.buffer += data

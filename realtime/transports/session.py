@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,10 +24,13 @@ from aiohttp import web
 from ..core.ports import BrokerUnavailable, Member
 from ..core.room import Sink, Subscriber
 from ..logs import event
+from .errors import unavailable
 from .guard import GUARD, Target
 from .state import HUB
 
 log = logging.getLogger("realtime.conn")
+MIN_SNDBUF = 4096
+MAX_SNDBUF = 256 * 1024
 
 
 class EdgeSink(Sink, Protocol):
@@ -42,6 +46,25 @@ def socket_transport(request: web.Request) -> asyncio.Transport:
     return transport
 
 
+def bound_send_buffer(transport: asyncio.Transport, max_buffer: int) -> int:
+    """Make the socket's kernel send buffer a quarter of ``max_buffer`` (256
+    KiB at most) and return what the kernel then holds when full (it doubles
+    the size asked for).
+
+    Left alone, the kernel grows a socket's send buffer to megabytes, all of
+    it unseen by ``--max-buffer-bytes``: a reader that stopped would be
+    dropped only after the kernel's buffer filled up too. The room counts
+    this figure toward the bound instead (``Sink.kernel_buffer``).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    size = max(MIN_SNDBUF, min(max_buffer // 4, MAX_SNDBUF))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    held: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return held
+
+
 class Session:
     def __init__(self, request: web.Request, target: Target, transport: str) -> None:
         self.request = request
@@ -51,6 +74,7 @@ class Session:
         self.started = time.monotonic()
         self.why = "client closed"
         self.code: int | None = None
+        self.sub: Subscriber | None = None
 
     async def run(
         self,
@@ -66,13 +90,20 @@ class Session:
             async with hub.join(
                 target.room, self.member, sink, target.since, presence=presence
             ) as sub:
+                self.sub = sub
                 await serve(sub)
         except BrokerUnavailable as exc:
             self.why = f"history unavailable: {exc}"
             await sink.refuse(exc)
             return
-        if sub.close_reason is not None:
-            self.why = sub.close_reason.name.lower()
+        self.why = self.dropped_for() or self.why
+
+    def dropped_for(self) -> str | None:
+        """Why the room dropped this subscriber (slow, shutdown), if it did:
+        that is why the connection ended, however the socket then went."""
+        if self.sub is None or self.sub.close_reason is None:
+            return None
+        return self.sub.close_reason.name.lower()
 
     def _log(self, name: str, level: int, **fields: object) -> None:
         t = self.target
@@ -95,13 +126,25 @@ async def session(
     """``async with session(request, target, "ws") as s:`` — refused with 429
     over the per-address cap, before any upgrade; one log line each way
     (long-polling requests, one per answer, log at DEBUG)."""
+    hub = request.app[HUB]
+    if not hub.healthy:
+        # The join starts by reading the room's history: try that now, so a
+        # broker that is down is a 503 before any upgrade, not a stream that
+        # opens and ends.
+        try:
+            await hub.backend.log.history(target.room, None, 1)
+        except BrokerUnavailable as exc:
+            raise unavailable(exc, "not joined") from None
     async with request.app[GUARD].connection(request):
         s = Session(request, target, transport)
         s._log("connect", level, peer=request.remote, since=target.since or "-")
         try:
             yield s
         except asyncio.CancelledError:
-            s.why = "client gone"
+            s.why = s.dropped_for() or "client gone"
+            raise
+        except ConnectionError:
+            s.why = s.dropped_for() or "client reset"
             raise
         except Exception as exc:
             s.why = type(exc).__name__

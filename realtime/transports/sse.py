@@ -16,7 +16,7 @@ from ..core.protocol import Event
 from ..core.room import CloseReason, Subscriber
 from .errors import json_error
 from .guard import GUARD
-from .session import session, socket_transport
+from .session import bound_send_buffer, session, socket_transport
 from .state import SETTINGS
 
 NAME = "sse"
@@ -45,6 +45,8 @@ class SseSink:
         # Chunks go straight to the socket's transport: the response is
         # prepared, and the subscriber is detached before it ends.
         self._transport = self.writer = socket_transport(request)
+        max_buffer = request.app[SETTINGS].max_buffer_bytes
+        self.kernel_buffer = bound_send_buffer(self._transport, max_buffer)
 
     def close(self, reason: CloseReason) -> None:
         if reason is CloseReason.SLOW:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
+from collections.abc import AsyncIterator
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from ..core.hub import Hub
 from ..core.ports import BrokerUnavailable
@@ -14,7 +15,8 @@ from ..core.protocol import Draft, Event, ProtocolError, dumps, parse_send_json
 from ..core.room import CloseReason, Subscriber
 from .errors import json_error
 from .guard import GUARD, Guard, Target
-from .session import Session, session, socket_transport
+from .masking import masked_only
+from .session import Session, bound_send_buffer, session, socket_transport
 from .state import CLOSING, ECHO_SOCKETS, HUB, SETTINGS
 
 NAME = "ws"
@@ -25,6 +27,9 @@ CLOSE_CODES = {
 }
 CLOSE_TIMEOUT = 5.0
 MAX_IN_FLIGHT = 64  # sends of one socket being stored at once
+# Codes reserved for reporting (RFC 6455 section 7.4.1): never sent in a close
+# frame. aiohttp refuses 1005 and 1015 itself, and lets 1006 through.
+NEVER_SENT = frozenset({1005, 1006, 1015})
 
 
 class WebSocketWire:
@@ -45,42 +50,98 @@ class WebSocketWire:
 WIRE = WebSocketWire()
 
 
+class Closer:
+    """Sends a socket's close frame once and remembers its code (and why, for
+    a protocol error): the disconnect line reports the code the client was
+    sent."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.ws = ws
+        self.request = request
+        self.code: int | None = None
+        self.why: str | None = None
+
+    async def close(self, code: int, message: str = "", why: str | None = None) -> None:
+        if self.ws.closed:
+            return
+        self.code = code
+        self.why = why or self.why
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.ws.close(code=code, message=message.encode())
+        except (TimeoutError, ConnectionError):
+            if self.request.transport is not None:
+                self.request.transport.abort()
+
+    async def frames(self) -> AsyncIterator[WSMessage]:
+        """The client's data frames until the socket closes. A client's close
+        is answered (1002 to a code no endpoint may send); a frame aiohttp
+        refuses (too big, bad UTF-8, bad framing) was answered by aiohttp with
+        the code of its error."""
+        ws = self.ws
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                yield msg
+                continue
+            if msg.type is WSMsgType.CLOSE:
+                unsendable = msg.data in NEVER_SENT
+                await self.close(WSCloseCode.PROTOCOL_ERROR if unsendable else WSCloseCode.OK)
+            elif msg.type is WSMsgType.ERROR:
+                exc = ws.exception()
+                if isinstance(exc, WebSocketError):
+                    self.code = exc.code
+                self.why = f"protocol error: {exc}"
+            return
+
+
 class WebSocketSink:
     """Pre-built frames go straight to the socket's transport."""
 
     wire = WIRE
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
-        self._ws = ws
-        self._transport = self.writer = socket_transport(request)
+    def __init__(self, closer: Closer) -> None:
+        request = closer.request
+        self._closer = closer
+        self.writer = transport = socket_transport(request)
+        self.kernel_buffer = bound_send_buffer(transport, request.app[SETTINGS].max_buffer_bytes)
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
 
     def close(self, reason: CloseReason) -> None:
-        task = asyncio.get_running_loop().create_task(self._close(reason))
+        coro = self._closer.close(CLOSE_CODES[reason], reason.value)
+        task = asyncio.get_running_loop().create_task(coro)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _close(self, reason: CloseReason) -> None:
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self._ws.close(code=CLOSE_CODES[reason], message=reason.value.encode())
-        except (TimeoutError, ConnectionError):
-            self._transport.abort()
-
     async def refuse(self, exc: BrokerUnavailable) -> None:
-        await send_error(self._ws, "unavailable", f"history unavailable, reconnect later: {exc}")
-        await self._ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"history unavailable")
+        ws = self._closer.ws
+        await send_error(ws, "unavailable", f"history unavailable, reconnect later: {exc}")
+        await self._closer.close(WSCloseCode.TRY_AGAIN_LATER, "history unavailable")
 
 
 def _ws_response(request: web.Request) -> web.WebSocketResponse:
+    if request.headers.get("Sec-WebSocket-Version", "13") != "13":
+        # aiohttp also upgrades the drafts 7 and 8; RFC 6455 section 4.4
+        # asks for 426 naming the version spoken.
+        raise json_error(
+            426,
+            "unsupported_version",
+            "this server speaks WebSocket version 13 (RFC 6455)",
+            **{"Sec-WebSocket-Version": "13"},
+        )
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(
         protocols=("realtime",),
         heartbeat=settings.heartbeat,
         max_msg_size=settings.max_frame_bytes,
         compress=False,
+        autoclose=False,  # Closer.frames answers a client's close
     )
-    if not ws.can_prepare(request).ok:
+    try:
+        ready = ws.can_prepare(request).ok
+    except UnicodeEncodeError:  # aiohttp quoting a non-UTF-8 header in its 400 text
+        ready = False
+    if not ready:
         raise json_error(400, "not_websocket", "this URL expects a WebSocket upgrade")
     return ws
 
@@ -91,12 +152,15 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
     guard.check_origin(request)
     target = guard.admit(request, request.query.get("since"))
     ws = _ws_response(request)
+    closer = Closer(ws, request)
     async with session(request, target, NAME) as s:
+        masked_only(request, closer.close)
         await ws.prepare(request)
         try:
-            await s.run(WebSocketSink(ws, request), Reader(request, ws, s).serve)
+            await s.run(WebSocketSink(closer), Reader(request, closer, s).serve)
         finally:
-            s.code = ws.close_code
+            s.code = closer.code
+            s.why = closer.why or s.why
     return ws
 
 
@@ -108,8 +172,9 @@ class Reader:
     being committed (at most MAX_IN_FLIGHT), and ids follow frame order.
     """
 
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, s: Session) -> None:
-        self.ws = ws
+    def __init__(self, request: web.Request, closer: Closer, s: Session) -> None:
+        self.ws = closer.ws
+        self.closer = closer
         self.session = s
         self.request = request
         self.hub: Hub = request.app[HUB]
@@ -128,20 +193,15 @@ class Reader:
 
     async def _read(self) -> None:
         ws = self.ws
-        async for msg in ws:
+        async for msg in self.closer.frames():
             if msg.type is WSMsgType.TEXT:
                 wait = self.guard.take_send(self.request, self.bucket, NAME)
                 if wait > 0:
                     await rate_limited(ws, wait)
                     continue
                 await self.publish(msg.data)
-            elif msg.type is WSMsgType.BINARY:
+            else:
                 await send_error(ws, "unsupported_data", "send JSON text frames, not binary")
-            elif msg.type is WSMsgType.ERROR:
-                self.session.why = f"protocol error: {ws.exception()}"
-                break
-        if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
-            self.session.why = "message too big"
 
     async def publish(self, raw: str) -> None:
         t = self.target
@@ -182,19 +242,21 @@ async def echo_socket(request: web.Request) -> web.WebSocketResponse:
     guard = request.app[GUARD]
     guard.check_origin(request)
     ws = _ws_response(request)
+    closer = Closer(ws, request)
     bucket = guard.connection_bucket()
     async with guard.connection(request):
+        masked_only(request, closer.close)
         await ws.prepare(request)
         registry.add(ws)
         try:
-            async for msg in ws:
+            async for msg in closer.frames():
                 if msg.type is WSMsgType.TEXT:
                     wait = guard.take_send(request, bucket, NAME)
                     if wait > 0:
                         await rate_limited(ws, wait)
                         continue
                     await ws.send_str(f"ECHO: {msg.data}")
-                elif msg.type is WSMsgType.BINARY:
+                else:
                     await send_error(ws, "unsupported_data", "send text frames, not binary")
         finally:
             registry.discard(ws)

@@ -28,6 +28,7 @@ class MemorySink:
         self.unsent = unsent
         self.gone = False
         self.writer = self
+        self.kernel_buffer = 0
 
     def write(self, data: bytes) -> None:
         if self.gone:
