@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from realtime.core.room import CloseReason
+from realtime.policy.tokens import mint
 from realtime.transports.state import HUB
 from realtime.workers import free_port
 
@@ -312,3 +313,64 @@ async def test_back_online_or_shown_again_reconnects_at_once(
         )
     await page.wait_for_function("window.states.at(-1) === 'open'")
     await page.wait_for_function("window.texts.includes('while away')")
+
+
+SECRET = "test-secret-" + "x" * 32
+# window.within(promise): the promise, or an error after 5 s instead of a hung test.
+WITHIN = """() => {
+    window.within = (promise) => Promise.race([
+        promise,
+        new Promise((_, fail) => setTimeout(() => fail(new Error("timed out")), 5000)),
+    ]);
+}"""
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse", "poll"])
+async def test_a_private_room_with_an_expired_token_asks_the_provider_for_a_new_one(
+    browser: Browser, make_client: MakeClient, request: pytest.FixtureRequest, transport: str
+) -> None:
+    client = await make_client(secret=SECRET, private_rooms="team-*")
+    async with pages_on(browser, str(client.make_url("/")), request) as pages:
+        await token_refresh_in_a_private_room(pages, transport)
+
+
+async def token_refresh_in_a_private_room(pages: Pages, transport: str) -> None:
+    pages.network_errors_expected = True  # the stand-in page has no icon: a 404 logged
+    page = await pages.open("/healthz")
+    minted: list[str] = []
+
+    def fresh_token() -> str:
+        minted.append(mint(SECRET, "ana", ["team-*"], 60))
+        return minted[-1]
+
+    await page.expose_function("freshToken", fresh_token)
+    await page.evaluate(WITHIN)
+    expired = mint(SECRET, "ana", ["team-*"], -10)
+    sent = await page.evaluate(
+        """async ([transport, expired]) => {
+            const { connect } = await import("/client.js");
+            const conn = connect("team-a", {
+                transport, token: expired, tokenProvider: () => window.freshToken(),
+            });
+            window.texts = [];
+            conn.on("message", (m) => window.texts.push(`${m.user}: ${m.text}`));
+            await within(new Promise((ok) => conn.on("state", (s) => s.state === "open" && ok())));
+            return (await conn.send("with a fresh token")).user;
+        }""",
+        [transport, expired],
+    )
+    assert sent == "ana"  # the token names the user
+    assert len(minted) == 1
+    await page.wait_for_function("window.texts.includes('ana: with a fresh token')")
+
+    # Without a provider an expired token ends it at once: the server would refuse it.
+    ending = await page.evaluate(
+        """async ([transport, expired]) => {
+            const { connect } = await import("/client.js");
+            const conn = connect("team-b", { transport, token: expired });
+            return await within(new Promise((ok) => conn.on("state", (s) => s.final && ok(s))));
+        }""",
+        [transport, expired],
+    )
+    assert ending["state"] == "closed"
+    assert ending["code"] == "token_expired"

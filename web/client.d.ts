@@ -75,7 +75,7 @@ export interface StateChange {
   previous: State;
   role: Role;
   reconnects: number;
-  /** Close code of a server-side ending: 4000–4099 (server API), 1013 (slow), "gave_up", an HTTP status. */
+  /** Why: a close code 4000–4099 (server API) or 1013 (slow), an HTTP status, "gave_up" or "token_expired". */
   code?: number | string;
   reason?: string;
   /** No reconnect will follow (a deliberate disconnect, an expired token without a provider, gave up). */

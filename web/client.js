@@ -84,7 +84,8 @@ const RELAYED = ["message", "presence", "gap"];
 /** Open a connection to `room`; see /client.d.ts for the options. */
 export function connect(room, options = {}) {
   const conn = new Connection(room, options);
-  conn._start();
+  // Started after the caller's listeners are attached: they see every event.
+  queueMicrotask(() => conn._start());
   return conn;
 }
 
@@ -240,6 +241,7 @@ class Connection {
 
   // -- the link: this tab's own connection ---------------------------------------
   _start() {
+    if (!this._wanted) return; // closed before it started
     if (typeof window !== "undefined") {
       window.addEventListener("online", this._onOnline);
       document.addEventListener("visibilitychange", this._onVisible);
@@ -263,8 +265,14 @@ class Connection {
     const gen = ++this._gen;
     clearTimeout(this._timer);
     this._setState(this._opened ? "reconnecting" : "connecting");
-    if (this.tokenProvider && (!this.token || (tokenExpiry(this.token) ?? Infinity) < Date.now() + 5000)) {
+    const expires = this.token ? (tokenExpiry(this.token) ?? Infinity) : 0;
+    if (this.tokenProvider && expires < Date.now() + 5000) {
       if (!(await this._refreshToken(gen))) return;
+    } else if (this.token && expires <= Date.now()) {
+      // The server would refuse it, and nothing here can make a new one.
+      const detail = "the token has expired and there is no tokenProvider";
+      this._emit("error", { type: "error", code: "token_expired", detail }, {});
+      return this._stop("closed", { code: "token_expired", reason: detail, final: true });
     }
     if (gen !== this._gen || !this._wanted) return;
     this._link = OPENERS[this.transport](this, gen);
@@ -301,7 +309,7 @@ class Connection {
     this._setState("open");
   }
 
-  // The link ended. how.retry: "now" | "backoff" | "token" | "never".
+  // The link ended. how.retry: "now" | "soon" | "backoff" | "token" | "never".
   _failed(gen, how) {
     if (gen !== this._gen || !this._wanted) return;
     this._link = null;
@@ -325,7 +333,7 @@ class Connection {
       return;
     }
     this._setState("reconnecting", extra);
-    let delay = 0;
+    let delay = how.retry === "soon" ? Math.random() * this.backoff.initialMs : 0;
     if (how.retry === "backoff") {
       const base = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this._attempt);
       this._attempt += 1;
@@ -433,7 +441,7 @@ function openWebSocket(conn, gen) {
 
 function wsCloseAction(code, reason) {
   if (code === 4003) return { retry: "token", code, reason };
-  if (code === 4001) return { retry: "backoff", code, reason };
+  if (code === 4001) return { retry: "soon", code, reason }; // asked to come back
   if (code >= 4000 && code <= 4099) return { retry: "never", code, reason };
   if (code === 1013) return { retry: "now", code, reason }; // dropped as slow: resume at once
   return { retry: "backoff" };
@@ -475,11 +483,12 @@ function openPoll(conn, gen) {
   const abort = new AbortController();
   (async () => {
     let since = conn.lastId;
+    let timeout = 0; // the first answer comes at once: it tells the link is up
     while (gen === conn._gen) {
       let resp;
       let text;
       try {
-        const url = conn.url("poll", { user: conn.user, since, timeout: conn.pollTimeout, token: conn.token });
+        const url = conn.url("poll", { user: conn.user, since, timeout, token: conn.token });
         resp = await fetch(url, { cache: "no-store", signal: abort.signal });
         text = await resp.text();
       } catch {
@@ -504,6 +513,7 @@ function openPoll(conn, gen) {
         deliverParsed(conn, event, { transport: "poll", bytes: share, payloadBytes });
       }
       since = body.next || conn.lastId;
+      timeout = conn.pollTimeout;
     }
   })();
   return { close: () => abort.abort() };
