@@ -439,6 +439,24 @@ function openWebSocket(conn, gen) {
   return { ws, close: () => ws.close(1000, "closed by the client") };
 }
 
+// The last event of an SSE stream or a poll the server ends on purpose:
+// {"type": "disconnect", "code", "reason", "reconnect"}.
+function disconnectAction({ code, reason, reconnect }) {
+  const how = wsCloseAction(code, reason);
+  if (reconnect === true && how.retry === "never") return { ...how, retry: "soon" };
+  if (reconnect === false && ["backoff", "soon"].includes(how.retry)) return { ...how, retry: "never" };
+  return how;
+}
+
+// An event that ends the link (long-polling carries them among the others).
+function endingIn(event) {
+  if (event.type === "disconnect") return disconnectAction(event);
+  if (event.type === "error" && event.code === "token_expired") {
+    return { retry: "token", code: 4003, reason: event.detail };
+  }
+  return null;
+}
+
 function wsCloseAction(code, reason) {
   if (code === 4003) return { retry: "token", code, reason };
   if (code === 4001) return { retry: "soon", code, reason }; // asked to come back
@@ -465,16 +483,15 @@ function openEventSource(conn, gen) {
       receive(conn, e.data, { transport: "sse", bytes, payloadBytes });
     });
   }
-  es.addEventListener("disconnect", (e) => {
-    const { code, reason } = parse(e.data) || {};
-    end(code === 4003 ? { retry: "token", code, reason } : wsCloseAction(code, reason));
-  });
+  es.addEventListener("disconnect", (e) => end(disconnectAction(parse(e.data) || {})));
   es.addEventListener("error", (e) => {
     if (gen !== conn._gen) return;
     if (!(e instanceof MessageEvent) || !e.data) return end({ retry: "backoff" }); // the stream failed
     const event = parse(e.data); // `event: error` from the server
-    if (event && event.code === "token_expired") return end({ retry: "token", code: 4003, reason: event.detail });
-    if (event) conn._emit("error", event, { transport: "sse" });
+    if (!event) return;
+    const ending = endingIn(event);
+    if (ending) return end(ending);
+    conn._emit("error", event, { transport: "sse" });
   });
   return { close: () => es.close() };
 }
@@ -507,6 +524,8 @@ function openPoll(conn, gen) {
       const messages = events.filter((e) => e.type === "message").length || 1;
       const bytes = responseBytes(resp, text);
       for (const event of events) {
+        const ending = endingIn(event);
+        if (ending) return conn._failed(gen, ending);
         const payload = JSON.stringify(event);
         const payloadBytes = utf8Length(payload);
         const share = event.type === "message" ? Math.round(bytes / messages) : payloadBytes;
