@@ -55,6 +55,7 @@ class Hub:
         self.max_buffer = max_buffer
         self.roster = Roster(backend.presence, backend.bus, presence_limit)
         self._rooms: dict[str, Room] = {}
+        self._watching: dict[str, asyncio.Future[None]] = {}  # bus.watch still running
         self._dirty: list[Room] = []
         self._flush_scheduled = False
         self.dropped_slow = 0
@@ -162,6 +163,7 @@ class Hub:
             sub.detach()
             if not room and self._rooms.get(room_name) is room:
                 del self._rooms[room_name]
+                self._watching.pop(room_name, None)
                 self.backend.bus.unwatch(room_name)
             await self.roster.leave(room_name, member)
 
@@ -169,7 +171,15 @@ class Hub:
         room = self._rooms.get(name)
         if room is None:
             room = self._rooms[name] = Room(name)
-            await self.backend.bus.watch(name)
+            self._watching[name] = asyncio.ensure_future(self.backend.bus.watch(name))
+        watching = self._watching.get(name)
+        if watching is not None:
+            # Every joiner waits until the bus watches the room, not only the
+            # first: a bus that subscribes per room (Redis Cluster) would miss
+            # the presence of those that joined while it subscribed.
+            await asyncio.shield(watching)
+            if self._watching.get(name) is watching:
+                del self._watching[name]
         return room
 
     def _closed(self, sub: Subscriber) -> None:
