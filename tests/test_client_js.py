@@ -374,3 +374,41 @@ async def token_refresh_in_a_private_room(pages: Pages, transport: str) -> None:
     )
     assert ending["state"] == "closed"
     assert ending["code"] == "token_expired"
+
+
+async def test_tabs_sharing_a_private_room_send_and_catch_up_with_the_providers_token(
+    browser: Browser, make_client: MakeClient, request: pytest.FixtureRequest
+) -> None:
+    client = await make_client(secret=SECRET, private_rooms="team-*")
+    bo = {"Authorization": "Bearer " + mint(SECRET, "bo", ["team-*"], 60)}
+    resp = await client.post("/rooms/team-s/messages", json={"text": "earlier"}, headers=bo)
+    assert resp.status == 201
+    async with pages_on(browser, str(client.make_url("/")), request) as pages:
+        pages.network_errors_expected = True  # the stand-in page has no icon: a 404 logged
+        context = await pages.context()
+        await context.expose_function("freshToken", lambda: mint(SECRET, "ana", ["team-*"], 60))
+        tabs = [await pages.open("/healthz", context=context) for _ in range(2)]
+        for tab in tabs:
+            await tab.evaluate(WITHIN)
+            await tab.evaluate(
+                """async () => {
+                    const { connect } = await import("/client.js");
+                    const tokenProvider = () => window.freshToken();
+                    window.conn = connect("team-s", { transport: "sse", tokenProvider });
+                    window.texts = [];
+                    conn.on("message", (m) => window.texts.push(`${m.user}: ${m.text}`));
+                    const shared = new Promise((ok) => conn.on("share", ok));
+                    await within(shared);
+                }"""
+            )
+        roles = [await tab.evaluate("conn.role") for tab in tabs]
+        assert sorted(roles) == ["follower", "leader"]
+        follower = tabs[roles.index("follower")]
+        assert (
+            await follower.evaluate("within(conn.send('from the follower')).then((m) => m.user)")
+            == "ana"
+        )
+        for tab in tabs:
+            await tab.wait_for_function("window.texts.length === 2")
+            assert await tab.evaluate("window.texts") == ["bo: earlier", "ana: from the follower"]
+        assert await sse_connections(client) == 1

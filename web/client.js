@@ -265,10 +265,9 @@ class Connection {
     const gen = ++this._gen;
     clearTimeout(this._timer);
     this._setState(this._opened ? "reconnecting" : "connecting");
-    const expires = this.token ? (tokenExpiry(this.token) ?? Infinity) : 0;
-    if (this.tokenProvider && expires < Date.now() + 5000) {
+    if (this._tokenStale()) {
       if (!(await this._refreshToken(gen))) return;
-    } else if (this.token && expires <= Date.now()) {
+    } else if (this.token && (tokenExpiry(this.token) ?? Infinity) <= Date.now()) {
       // The server would refuse it, and nothing here can make a new one.
       const detail = "the token has expired and there is no tokenProvider";
       this._emit("error", { type: "error", code: "token_expired", detail }, {});
@@ -387,21 +386,32 @@ class Connection {
     return root;
   }
 
-  _headers(json) {
-    const headers = json ? { "Content-Type": "application/json" } : {};
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    return headers;
+  // Whether to ask the provider before using the token: none yet, or it expires within 5 s.
+  _tokenStale() {
+    const expires = this.token ? (tokenExpiry(this.token) ?? Infinity) : 0;
+    return !!this.tokenProvider && expires < Date.now() + 5000;
+  }
+
+  // An HTTP request with the token as a Bearer header (any tab, leader or not):
+  // renewed first when stale, and once more if the server answers 401.
+  async _fetch(url, init = {}) {
+    for (let retried = false; ; retried = true) {
+      if (this._tokenStale()) this.token = await this.tokenProvider();
+      const headers = { ...init.headers };
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      const resp = await fetch(url, { ...init, headers });
+      if (resp.ok) return resp;
+      const err = await errorFrom(resp);
+      if (retried || !this.tokenProvider || err.status !== 401) throw err;
+      this.token = null;
+    }
   }
 
   async _post(text, client_id) {
     const body = { text, client_id };
     if (this.user) body.user = this.user;
-    const resp = await fetch(this.url("messages"), {
-      method: "POST",
-      headers: this._headers(true),
-      body: JSON.stringify(body),
-    });
-    if (!resp.ok) throw await errorFrom(resp);
+    const headers = { "Content-Type": "application/json" };
+    const resp = await this._fetch(this.url("messages"), { method: "POST", headers, body: JSON.stringify(body) });
     return resp.json();
   }
 
@@ -411,8 +421,7 @@ class Connection {
     let gap = false;
     let after = since;
     for (;;) {
-      const resp = await fetch(this.url("messages", { since: after }), { headers: this._headers(false), signal });
-      if (!resp.ok) throw await errorFrom(resp);
+      const resp = await this._fetch(this.url("messages", { since: after }), { signal });
       const page = await resp.json();
       gap ||= page.gap;
       messages.push(...page.messages);
