@@ -4,17 +4,8 @@ No client library between the socket and the bytes. The benchmark's
 subscribers parse with this (a library's per-frame cost would otherwise be
 what they measure), and the tests use it where a library would hide what they
 check: a client that never reads, never answers a ping, or reads the close
-frame itself.
-
-- handshake: :func:`ws_key`, :func:`ws_upgrade_request`, :func:`ws_accept`,
-  :func:`check_ws_head`, :func:`sse_request`, :func:`get_request`,
-  :func:`check_status`, :func:`content_length`;
-- frames: :func:`encode_frame` (a server's, or a masked client's),
-  :func:`client_frame`, :func:`ws_mask`, :class:`FrameDecoder`,
-  :func:`close_payload`, :func:`close_code`;
-- asyncio streams: :func:`open_websocket`, :func:`read_frame`;
-- SSE: :class:`Dechunker` (HTTP/1.1 chunked body), :func:`complete_events`,
-  :class:`EventParser` (``text/event-stream`` lines into events).
+frame itself. In order: the HTTP/1.1 handshake, frames, asyncio streams,
+then SSE (the chunked body, event blocks, event lines).
 """
 
 from __future__ import annotations
@@ -323,11 +314,6 @@ class EventParser:
         elif name == "retry" and value.isdigit():
             self.retry = int(value)
         return None
-
-    def feed(self, text: str) -> list[ServerSentEvent]:
-        """Every event that ``text`` completes (it must end at a line end)."""
-        events = [self.line(line) for line in text.split("\n")[:-1]]
-        return [ev for ev in events if ev is not None]
 
     def _dispatch(self) -> ServerSentEvent | None:
         event = None
