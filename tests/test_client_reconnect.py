@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +38,15 @@ SECRET = "k" * 32
 
 @pytest.mark.parametrize("transport", ALL)
 async def test_gives_up_after_the_deadline_without_a_connection(transport: str) -> None:
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    options = Options(backoff=Backoff(initial=0.05, cap=0.2), give_up_after=1.0)
-    async with Client(url, options=options) as client, client.subscribe("r", transport) as sub:
-        with pytest.raises(ClientGaveUp) as gave_up:
-            await anext(sub)
+    # A port bound but not listening: connections are refused, and no other
+    # process can start a server on it while the test runs.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{taken.getsockname()[1]}"
+        options = Options(backoff=Backoff(initial=0.05, cap=0.2), give_up_after=1.0)
+        async with Client(url, options=options) as client, client.subscribe("r", transport) as sub:
+            with pytest.raises(ClientGaveUp) as gave_up:
+                await anext(sub)
     assert gave_up.value.after == 1.0 and "connect" in gave_up.value.last_error.lower()
     assert sub.state is State.CLOSED and sub.reconnects == 0
 
