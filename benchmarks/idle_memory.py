@@ -52,10 +52,14 @@ def get_json(url: str) -> Any:
 
 def members(base: str) -> dict[str, int]:
     counts = {"ws": 0, "sse": 0}
-    for room in get_json(f"{base}/rooms")["rooms"]:
-        if room["room"].startswith(ROOM):
-            for kind in counts:
-                counts[kind] += room["members"][kind]
+    url: str | None = f"{base}/rooms?limit=1000"
+    while url is not None:  # GET /rooms answers a page at a time
+        page = get_json(url)
+        for room in page["rooms"]:
+            if room["room"].startswith(ROOM):
+                for kind in counts:
+                    counts[kind] += room["members"][kind]
+        url = f"{base}/rooms?limit=1000&cursor={page['next']}" if page["next"] else None
     return counts
 
 

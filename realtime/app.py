@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from aiohttp import WSCloseCode, web
 
 from .backends import create_backend
 from .core.hub import Hub
+from .core.ports import BrokerUnavailable
 from .core.room import CloseReason
 from .metrics import CONTENT_TYPE, Metrics
 from .policy.origin import origin_allowed
@@ -102,7 +104,10 @@ async def _preflight(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    metrics = request.app[METRICS]
+    with contextlib.suppress(BrokerUnavailable):  # the gauge keeps its last value
+        metrics.known_rooms = len(await request.app[HUB].rooms())
+    body = metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -120,6 +125,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         settings.broker,
         history_size=settings.history_size,
         store_url=settings.store,
+        max_rooms=settings.max_rooms,
         redis_wait=settings.redis_wait,
         redis_wait_timeout=settings.redis_wait_timeout,
     )

@@ -7,7 +7,7 @@ histogram fed once per flush pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,9 +20,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HubCollector(Collector):
-    def __init__(self, hub: Hub, transports: Sequence[str]) -> None:
+    def __init__(self, hub: Hub, transports: Sequence[str], known_rooms: Callable[[], int]) -> None:
         self.hub = hub
         self.transports = transports
+        self.known_rooms = known_rooms
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
@@ -36,7 +37,14 @@ class HubCollector(Collector):
             conns.add_metric([transport], counts.get(transport, 0))
         yield conns
         yield GaugeMetricFamily(
-            "realtime_rooms", "Rooms with subscribers in this process", value=hub.room_count()
+            "realtime_rooms",
+            "Rooms GET /rooms knows (with history or members), private ones included",
+            value=self.known_rooms(),
+        )
+        yield GaugeMetricFamily(
+            "realtime_rooms_active",
+            "Rooms with subscribers in this process",
+            value=hub.room_count(),
         )
         yield CounterMetricFamily(
             "realtime_messages_received", "Messages accepted and stored", value=hub.published
@@ -58,8 +66,11 @@ class HubCollector(Collector):
 
 class Metrics:
     def __init__(self, hub: Hub, transports: Sequence[str] = ()) -> None:
+        # Counting known rooms asks the backend (awaited), which a collector
+        # cannot: the /metrics handler sets it before each render.
+        self.known_rooms = 0
         self.registry = CollectorRegistry()
-        self.registry.register(HubCollector(hub, transports))
+        self.registry.register(HubCollector(hub, transports, lambda: self.known_rooms))
         self.fanout = Histogram(
             "realtime_fanout_seconds",
             "From an event's arrival in the hub to its last socket write, per flush pass",

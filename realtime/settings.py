@@ -27,6 +27,7 @@ class Settings:
     replay: int = 50
     max_message_bytes: int = 4096
     max_buffer_bytes: int = 1 << 20
+    max_rooms: int = 10_000
     heartbeat: float = 15.0
     presence_limit: int = 100
     broker: str = "memory"
@@ -63,6 +64,9 @@ _HELP: dict[str, str] = {
     "history_size": "messages kept per room for history and resume",
     "replay": "messages sent to a fresh join before live ones",
     "max_message_bytes": "largest message text in bytes (UTF-8)",
+    "max_rooms": "rooms whose state this process keeps in memory: past it the memory store "
+    "forgets the least recently used room's history, the SQLite store reads an idle "
+    "room's last id back from disk",
     "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
     "heartbeat": "seconds between WebSocket pings and SSE comment pings",
     "presence_limit": "members up to which joins and leaves are broadcast with the member list",
@@ -173,6 +177,8 @@ def check(s: Settings) -> None:
         problems.append("--max-message-bytes must be positive")
     if not 0 <= s.write_delay <= 1000:
         problems.append("--write-delay must be 0-1000 milliseconds")
+    if s.max_rooms < 1:
+        problems.append("--max-rooms must be at least 1")
     if s.backlog < 1:
         problems.append("--backlog must be at least 1")
     if s.request_timeout <= 0:

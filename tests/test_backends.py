@@ -19,7 +19,8 @@ from realtime.backends.sqlite import SqliteLog
 from realtime.core.protocol import Draft, Event
 from realtime.workers import free_port
 
-from .helpers import SseReader, ws_messages
+from .conftest import MakeClient
+from .helpers import SseReader, post, ws_json, ws_messages
 from .test_main import wait_healthy
 
 delivered: list[tuple[str, Event]] = []
@@ -154,3 +155,64 @@ async def test_a_sender_that_hangs_up_mid_write_is_still_delivered(
         assert history, "no POST got far enough to be stored"
         delivered = await ws_messages(ws, len(history), timeout=5)
     assert [m["id"] for m in delivered] == [m["id"] for m in history]
+
+
+# -- --max-rooms: what a process holds in memory per room is bounded ---------
+
+
+async def rooms_listed(client: Any) -> list[str]:
+    return [r["room"] for r in (await (await client.get("/rooms?limit=1000")).json())["rooms"]]
+
+
+async def test_memory_store_evicts_the_least_recently_used_room(make_client: MakeClient) -> None:
+    client = await make_client(store="memory", max_rooms=3)
+    for name in ["a", "b", "c"]:
+        await post(client, name, f"in {name}")
+    await post(client, "a", "a again")  # "b" is now the least recently used
+    await post(client, "d", "in d")
+    assert sorted(await rooms_listed(client)) == ["a", "c", "d"]
+    # The evicted room's history is gone: a resume into it is told so.
+    async with client.ws_connect("/rooms/b/ws?since=1") as ws:
+        assert (await ws_json(ws))["type"] == "gap"
+    held = await (await client.get("/rooms/a/messages?since=0")).json()
+    assert [m["text"] for m in held["messages"]] == ["in a", "a again"]
+
+
+async def test_sqlite_store_keeps_evicted_rooms_on_disk(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client(store=f"sqlite:{tmp_path / 'r.db'}", max_rooms=2)
+    for name in ["a", "b", "c", "d"]:
+        await post(client, name, f"in {name}")
+    # "a" left the in-memory bound long ago: its ids go on from the disk.
+    assert (await post(client, "a", "back"))["id"] == "2"
+    assert sorted(await rooms_listed(client)) == ["a", "b", "c", "d"]
+    held = await (await client.get("/rooms/b/messages?since=0")).json()
+    assert [m["text"] for m in held["messages"]] == ["in b"]
+
+
+async def test_sqlite_ids_stay_unique_when_a_room_comes_back_under_load(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client(store=f"sqlite:{tmp_path / 'r.db'}", max_rooms=1)
+    sends = [post(client, f"r{i % 3}", f"m{i}") for i in range(60)]
+    ids: dict[str, list[int]] = {}
+    for sent in await asyncio.gather(*sends):
+        ids.setdefault(sent["room"], []).append(int(sent["id"]))
+    for got in ids.values():
+        assert sorted(got) == list(range(1, len(got) + 1))
+
+
+async def test_memory_store_never_forgets_a_room_someone_follows(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(store="memory", max_rooms=2)
+    await post(client, "followed", "first")
+    async with client.ws_connect("/rooms/followed/ws?user=f") as ws:
+        assert (await ws_json(ws))["text"] == "first"
+        for name in ["b", "c", "d"]:
+            await post(client, name, f"in {name}")
+        # Ids go on where the follower is, so it drops nothing as a repeat.
+        assert (await post(client, "followed", "second"))["id"] == "2"
+        assert (await ws_messages(ws, 1))[0]["text"] == "second"
+    assert "followed" in await rooms_listed(client)

@@ -123,3 +123,26 @@ async def test_a_slow_post_body_gets_408(make_client: MakeClient) -> None:
     finally:
         writer.close()
     assert (await (await client.get("/rooms/r/messages?since=0")).json())["messages"] == []
+
+
+async def test_rooms_are_listed_a_page_at_a_time(client: Any) -> None:
+    names = [f"room-{i:02d}" for i in range(7)]
+    for name in names:
+        await post(client, name, "hi")
+    seen: list[str] = []
+    url = "/rooms?limit=3"
+    for _ in range(10):
+        page = await (await client.get(url)).json()
+        assert len(page["rooms"]) <= 3
+        seen += [r["room"] for r in page["rooms"]]
+        if page["next"] is None:
+            break
+        url = f"/rooms?limit=3&cursor={page['next']}"
+    assert seen == names
+    default = await (await client.get("/rooms")).json()
+    assert [r["room"] for r in default["rooms"]] == names and default["next"] is None
+    for bad in ["0", "x", "1001"]:
+        resp = await client.get(f"/rooms?limit={bad}")
+        assert resp.status == 400 and (await resp.json())["code"] == "bad_limit"
+    resp = await client.get("/rooms?cursor=" + "x" * 65)
+    assert resp.status == 400 and (await resp.json())["code"] == "bad_cursor"

@@ -41,3 +41,15 @@ async def test_metrics_count_connections_messages_and_refusals(make_client: Make
     assert sample(text, "realtime_broker_up", '{broker="memory"}') == 1
     assert sample(text, "realtime_fanout_seconds_count") >= 2
     assert sample(text, "realtime_slow_consumers_dropped_total") == 0
+
+
+async def test_rooms_gauge_counts_what_rooms_lists(make_client: MakeClient) -> None:
+    client: Any = await make_client()
+    for name in ["a", "b", "c"]:
+        assert (await client.post(f"/rooms/{name}/messages", json={"text": "x"})).status == 201
+    async with client.ws_connect("/rooms/live/ws") as ws:
+        await ws_until(ws, "presence")
+        text = await (await client.get("/metrics")).text()
+        listed = (await (await client.get("/rooms")).json())["rooms"]
+        assert sample(text, "realtime_rooms") == len(listed) == 4
+        assert sample(text, "realtime_rooms_active") == 1

@@ -6,6 +6,8 @@ optional extra."""
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from ..core.ports import Backend, Bus, MessageLog
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis-sentinel", "redis-cluster")
@@ -20,6 +22,7 @@ def create_backend(
     *,
     history_size: int,
     store_url: str = "memory",
+    max_rooms: int = 10_000,
     redis_wait: int = 0,
     redis_wait_timeout: float = 1.0,
 ) -> Backend:
@@ -29,7 +32,8 @@ def create_backend(
         from .local import LocalBus, LocalPresence
 
         bus = LocalBus()
-        return Backend("memory", create_log(store_url, history_size, bus), LocalPresence(), bus)
+        log = create_log(store_url, history_size, bus, max_rooms, followed=bus.watched)
+        return Backend("memory", log, LocalPresence(), bus)
     if is_redis_url(url):
         from .redis import create_redis_backend
 
@@ -42,18 +46,24 @@ def create_backend(
     )
 
 
-def create_log(url: str, history_size: int, bus: Bus) -> MessageLog:
+def create_log(
+    url: str,
+    history_size: int,
+    bus: Bus,
+    max_rooms: int = 10_000,
+    followed: Container[str] = frozenset(),
+) -> MessageLog:
     """The history of the memory backend: ``memory`` or ``sqlite:PATH``."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "memory":
         from .memory import MemoryLog
 
-        return MemoryLog(history_size, bus)
+        return MemoryLog(history_size, bus, max_rooms, followed)
     if scheme == "sqlite":
         from .sqlite import SqliteLog
 
         path = url.split(":", 1)[1] if ":" in url else ""
         if not path:
             raise ValueError("sqlite store needs a path: sqlite:PATH")
-        return SqliteLog(path, history_size, bus)
+        return SqliteLog(path, history_size, bus, max_rooms)
     raise ValueError(f"unknown store {url!r} (use memory or sqlite:PATH)")

@@ -12,6 +12,16 @@ from ..core.protocol import Draft, Event, Message
 
 
 class LocalBus(Bus):
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: set[str] = set()  # rooms with subscribers in this process
+
+    async def watch(self, room: str) -> None:
+        self.watched.add(room)
+
+    def unwatch(self, room: str) -> None:
+        self.watched.discard(room)
+
     async def publish(self, room: str, event: Event) -> None:
         self.deliver(room, event)
 

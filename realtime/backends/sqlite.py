@@ -4,6 +4,11 @@
 and returns only when the batch holding the message is committed: a message
 is acknowledged, and broadcast, only once it is on disk. One thread owns the
 connection, so reads see every committed write and nothing half-written.
+
+The last id of the ``max_rooms`` rooms used last is kept in memory; a room
+used again after that reads its last id back from disk, once however many
+sends wait for it. A room with ids handed out but not yet committed is never
+forgotten: the disk would not know them yet.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,18 +42,23 @@ Row = tuple[str, int, str, str, float, str | None]
 
 
 class SqliteLog(StoredLog):
-    def __init__(self, path: str | Path, history_size: int, bus: Bus) -> None:
+    def __init__(
+        self, path: str | Path, history_size: int, bus: Bus, max_rooms: int = 10_000
+    ) -> None:
         super().__init__(bus)
         self.path = Path(path)
         self._size = history_size
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-sqlite")
         self._db: sqlite3.Connection | None = None
-        self._last: dict[str, int] = {}  # room -> last id handed out
+        self._max_rooms = max_rooms
+        self._last: OrderedDict[str, int] = OrderedDict()  # room -> last id, least recent first
+        self._unsaved: dict[str, int] = {}  # room -> newest id handed out, not yet committed
+        self._loading: dict[str, asyncio.Future[int]] = {}  # room -> its last id being read
         self._batch: list[tuple[Row, asyncio.Future[None]]] = []
         self._drainer: asyncio.Task[None] | None = None  # commits what is queued
 
     # -- the thread's side ------------------------------------------------
-    def _open(self) -> dict[str, int]:
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
@@ -56,7 +67,14 @@ class SqliteLog(StoredLog):
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         self._db = db
-        return {room: last for room, last in db.execute("SELECT room, last_id FROM rooms")}
+
+    def _read_last(self, room: str) -> int:
+        row = self._require().execute("SELECT last_id FROM rooms WHERE room = ?", (room,))
+        found = row.fetchone()
+        return int(found[0]) if found else 0
+
+    def _read_rooms(self) -> list[str]:
+        return [r[0] for r in self._require().execute("SELECT room FROM rooms")]
 
     def _write(self, rows: list[Row]) -> None:
         db = self._require()
@@ -119,7 +137,7 @@ class SqliteLog(StoredLog):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def open(self) -> None:
-        self._last = await self._run(self._open)
+        await self._run(self._open)
 
     async def close(self) -> None:
         if self._drainer is not None:
@@ -129,8 +147,12 @@ class SqliteLog(StoredLog):
 
     async def store(self, draft: Draft) -> Message:
         self._require()
-        msg_id = self._last.get(draft.room, 0) + 1
-        self._last[draft.room] = msg_id
+        last = self._last.get(draft.room)
+        if last is None:
+            last = await self._load_last(draft.room)
+        msg_id = last + 1
+        self._remember(draft.room, msg_id)
+        self._unsaved[draft.room] = msg_id
         msg = Message(
             draft.room, str(msg_id), draft.user, draft.text, round(time.time(), 3), draft.client_id
         )
@@ -141,6 +163,31 @@ class SqliteLog(StoredLog):
         await done
         return msg
 
+    async def _load_last(self, room: str) -> int:
+        loading = self._loading.get(room)
+        if loading is None:
+            loading = asyncio.ensure_future(self._run(self._read_last, room))
+            self._loading[room] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(room, None))
+        try:
+            on_disk = await asyncio.shield(loading)
+        except sqlite3.Error as exc:
+            raise BrokerUnavailable(f"history read failed: {exc}") from exc
+        last = self._last.get(room)  # a send that waited with this one may have gone first
+        if last is None:
+            self._remember(room, on_disk)
+            return on_disk
+        return last
+
+    def _remember(self, room: str, last: int) -> None:
+        self._last[room] = last
+        self._last.move_to_end(room)
+        if len(self._last) > self._max_rooms:
+            for old in self._last:  # least recently used first
+                if old not in self._unsaved and old != room:
+                    del self._last[old]
+                    break
+
     async def _drain(self) -> None:
         """Commit batches until none is waiting; resolve each in order."""
         while self._batch:
@@ -148,14 +195,22 @@ class SqliteLog(StoredLog):
             try:
                 await self._run(self._write, [row for row, _ in batch])
             except Exception as exc:  # every waiting sender hears of it
+                self._saved(batch)
                 error = BrokerUnavailable(f"history write failed: {exc}")
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(error)
                 continue
+            self._saved(batch)
             for _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
+
+    def _saved(self, batch: list[tuple[Row, asyncio.Future[None]]]) -> None:
+        """The batch is done with (committed, or failed and never acknowledged)."""
+        for (room, msg_id, *_), _ in batch:
+            if self._unsaved.get(room) == msg_id:
+                del self._unsaved[room]
 
     async def history(self, room: str, since: str | None, limit: int) -> History:
         after = parse_id(since)[0] if since is not None else None
@@ -168,4 +223,7 @@ class SqliteLog(StoredLog):
         return History(messages, gap=gap)
 
     async def rooms(self) -> list[str]:
-        return list(self._last)
+        try:
+            return await self._run(self._read_rooms)
+        except sqlite3.Error as exc:
+            raise BrokerUnavailable(f"room list read failed: {exc}") from exc

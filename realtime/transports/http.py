@@ -8,7 +8,7 @@ import os
 from aiohttp import web
 
 from ..core.ports import BrokerUnavailable
-from ..core.protocol import ProtocolError, decode_json, parse_send, validate_user
+from ..core.protocol import ProtocolError, decode_json, parse_send, validate_room, validate_user
 from . import sse, websocket
 from .errors import json_error, json_response, protocol_error, too_large, unavailable
 from .guard import GUARD
@@ -65,14 +65,10 @@ async def get_messages(request: web.Request) -> web.Response:
     """``GET /rooms/{room}/messages?since=&limit=``: history, oldest first."""
     target = request.app[GUARD].admit(request, request.query.get("since"))
     settings = request.app[SETTINGS]
-    raw_limit = request.query.get("limit", str(settings.replay))
-    if (
-        not (raw_limit.isascii() and raw_limit.isdigit())
-        or not 1 <= int(raw_limit) <= settings.history_size
-    ):
-        raise json_error(400, "bad_limit", f"limit must be 1-{settings.history_size}")
+    raw = request.query.get("limit", str(settings.replay))
+    limit = _limit(raw, settings.replay, settings.history_size)
     try:
-        history = await request.app[HUB].history(target.room, target.since, int(raw_limit))
+        history = await request.app[HUB].history(target.room, target.since, limit)
     except BrokerUnavailable as exc:
         raise unavailable(exc) from None
     return json_response(
@@ -84,20 +80,45 @@ async def get_messages(request: web.Request) -> web.Response:
     )
 
 
+ROOMS_PAGE = 100  # rooms per GET /rooms page unless ?limit= says otherwise
+ROOMS_MAX_PAGE = 1000
+
+
+def _limit(raw: str | None, default: int, most: int) -> int:
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
+        raise json_error(400, "bad_limit", f"limit must be 1-{most}")
+    return int(raw)
+
+
 async def list_rooms(request: web.Request) -> web.Response:
-    """``GET /rooms``: every known room with its member count per transport."""
+    """``GET /rooms?limit=&cursor=``: known rooms by name with their member
+    counts per transport, a page at a time; ``next`` is the ``cursor`` of the
+    next page (null on the last)."""
     gate = request.app[GUARD].gate
+    limit = _limit(request.query.get("limit"), ROOMS_PAGE, ROOMS_MAX_PAGE)
+    cursor = request.query.get("cursor") or None
+    if cursor is not None:
+        try:
+            validate_room(cursor)
+        except ProtocolError:
+            raise json_error(400, "bad_cursor", "cursor is a room name from 'next'") from None
     try:
         rooms = await request.app[HUB].rooms()
     except BrokerUnavailable as exc:
         raise unavailable(exc) from None
+    names = sorted(
+        name
+        for name in rooms
+        if (cursor is None or name > cursor) and not gate.is_private(name)  # not advertised
+    )
     listed = []
-    for name, counts in sorted(rooms.items()):
-        if gate.is_private(name):  # private rooms are not advertised
-            continue
-        members = {t: counts.get(t, 0) for t in MEMBER_TRANSPORTS}
+    for name in names[:limit]:
+        members = {t: rooms[name].get(t, 0) for t in MEMBER_TRANSPORTS}
         listed.append({"room": name, "members": members, "total": sum(members.values())})
-    return json_response({"rooms": listed})
+    more = len(names) > limit
+    return json_response({"rooms": listed, "next": listed[-1]["room"] if more else None})
 
 
 async def healthz(request: web.Request) -> web.Response:
