@@ -174,3 +174,21 @@ async def test_burst_fills_the_figures_of_all_three_panes(pages: Pages) -> None:
         else:
             assert 0 < framing <= 400, framing
         assert total > framing
+
+
+async def test_chat_over_long_polling(pages: Pages, client: TestClient[Any, Any]) -> None:
+    await post(client, "polled", "before", "ana")
+    cy = await pages.open("/?room=polled")
+    await cy.click("label:has-text('Long-polling')")
+    await set_name(cy, "cy")
+    await connected(cy, "Long-polling")
+    await cy.fill("#text", "sent while polling")
+    await cy.press("#text", "Enter")
+    await post(client, "polled", "after", "ana")
+    await expect(cy.locator(".message .text")).to_have_text(
+        ["before", "sent while polling", "after"]
+    )
+    await expect(cy.locator(".message.pending")).to_have_count(0)
+    await cy.reload()
+    await connected(cy, "Long-polling")
+    await expect(cy.locator("input[value=poll]")).to_be_checked()

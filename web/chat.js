@@ -1,5 +1,5 @@
-// The chat page: one room, one connection, either transport. Over SSE the
-// tabs of this browser share one connection (client.js's `shared`).
+// The chat page: one room, one connection over WebSocket, SSE or long-polling.
+// Over SSE the tabs of this browser share one connection (client.js's `shared`).
 import { TRANSPORT_NAMES, connect as open, isRoomName, newClientId } from "/client.js";
 import { $, el } from "./dom.js";
 
@@ -22,7 +22,8 @@ const requested = params.get("room") || "lobby";
 const room = isRoomName(requested) ? requested : "lobby";
 
 let user = localStorage.getItem("realtime.name") || `guest-${Math.random().toString(36).slice(2, 6)}`;
-let transport = localStorage.getItem("realtime.transport") === "sse" ? "sse" : "ws";
+const stored = localStorage.getItem("realtime.transport");
+let transport = Object.hasOwn(TRANSPORT_NAMES, stored) ? stored : "ws";
 let conn = null;
 const shownIds = new Set();
 const pending = new Map(); // client_id -> <li> shown before the server's copy
