@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -412,3 +413,26 @@ async def test_tabs_sharing_a_private_room_send_and_catch_up_with_the_providers_
             await tab.wait_for_function("window.texts.length === 2")
             assert await tab.evaluate("window.texts") == ["bo: earlier", "ana: from the follower"]
         assert await sse_connections(client) == 1
+
+
+async def test_it_gives_up_after_the_deadline_without_a_connection(pages: Pages) -> None:
+    pages.network_errors_expected = True  # every attempt is refused, and logged
+    page = await pages.open("/healthz")
+    await page.evaluate(WITHIN)
+    with socket.socket() as bound:  # bound, never listening: every connection is refused
+        bound.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        ending = await page.evaluate(
+            """async (nowhere) => {
+                const { connect } = await import("/client.js");
+                const backoff = { initialMs: 50 };
+                const conn = connect("void", { baseUrl: nowhere, giveUpAfterMs: 1000, backoff });
+                const errors = [];
+                conn.on("error", (e) => errors.push(e.code));
+                const final = new Promise((ok) => conn.on("state", (s) => s.final && ok(s)));
+                const s = await within(final);
+                return { state: s.state, code: s.code, errors, attempts: conn.reconnects };
+            }""",
+            nowhere,
+        )
+    assert ending == {"state": "closed", "code": "gave_up", "errors": ["gave_up"], "attempts": 0}
