@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -35,6 +36,13 @@ from .log import RedisLog
 log = logging.getLogger("realtime.redis")
 
 BACKOFF_MAX = 1.0
+_background: set[asyncio.Task[None]] = set()  # fire-and-forget unsubscribes and closes
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 class NodeListener:
@@ -78,14 +86,11 @@ class NodeListener:
         """Stop listening for ``room`` here (best effort: the node may be gone)."""
         self.rooms.discard(room)
         if not self.dead and self._task is not None:
-            self._spawn(self.pubsub.sunsubscribe(channel(room)))
+            _spawn(self._unsubscribe(channel(room)))
 
-    def _spawn(self, coro: object) -> None:
-        async def run() -> None:
-            with contextlib.suppress(*ERRORS):
-                await coro  # type: ignore[misc]
-
-        asyncio.get_running_loop().create_task(run())
+    async def _unsubscribe(self, chan: str) -> None:
+        with contextlib.suppress(*ERRORS):
+            await self.pubsub.sunsubscribe(chan)
 
     async def close(self) -> None:
         self.dead = True
@@ -172,9 +177,12 @@ class ShardedBus(StreamBus):
 
     async def watch(self, room: str) -> None:
         await super().watch(room)
-        with contextlib.suppress(*ERRORS, BrokerUnavailable):
+        try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await self._reconcile()
+        except (*ERRORS, BrokerUnavailable):  # never raises: the supervisor goes on trying
+            self._stale = True
+            self._wake.set()
 
     def unwatch(self, room: str) -> None:
         super().unwatch(room)
@@ -184,7 +192,7 @@ class ShardedBus(StreamBus):
             listener.drop(room)
             if not listener.rooms:
                 del self._listeners[listener.name]
-                asyncio.get_running_loop().create_task(listener.close())
+                _spawn(listener.close())
 
     async def publish(self, room: str, event: Event) -> None:
         async with self.conn.command("broadcast") as r:
@@ -194,7 +202,7 @@ class ShardedBus(StreamBus):
     def _lost(self, listener: NodeListener, rooms: set[str], why: str) -> None:
         if self._listeners.get(listener.name) is listener and listener.dead:
             del self._listeners[listener.name]
-            asyncio.get_running_loop().create_task(listener.close())
+            _spawn(listener.close())
         for room in rooms:
             if self._home.get(room) == listener.name:
                 del self._home[room]
