@@ -48,6 +48,16 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=dumps(data), status=status, content_type="application/json")
 
 
+# A request aiohttp could not parse, and a peer that reset or hung up under a
+# write (not ConnectionRefusedError: that is this server failing to reach out).
+CLIENT_FAULTS_SEEN = (
+    HttpProcessingError,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
+
+
 class ClientFaults(logging.Filter):
     """aiohttp logs a request it cannot parse (a bare LF, a control character
     in a header) and a client that hangs up mid-handshake as an ERROR with a
@@ -55,7 +65,7 @@ class ClientFaults(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, (HttpProcessingError, ConnectionError)):
+        if not isinstance(exc, CLIENT_FAULTS_SEEN):
             return True
         detail = " ".join(str(exc).split())[:200]  # one line, whatever the parser said
         record.msg = f"{record.getMessage()}: {type(exc).__name__}: {detail}"
