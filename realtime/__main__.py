@@ -1,12 +1,13 @@
 """``python -m realtime``: parse settings, set up logging, serve (one
-process, or ``--workers N``); ``python -m realtime token …`` mints a token."""
+process, or ``--workers N``); ``python -m realtime token …`` mints a token,
+``python -m realtime publish ROOM TEXT`` publishes through the server API."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from . import logs
+from . import api_client, logs
 from .client import cli as client_cli
 from .policy import tokens
 from .server import serve
@@ -21,6 +22,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(tokens.cli(args[1:], secret))
     if args[:1] in (["listen"], ["send"]):
         raise SystemExit(client_cli.main(args))
+    if args[:1] == ["publish"]:  # python -m realtime publish ROOM TEXT
+        raise SystemExit(api_client.cli(args[1:], load([]).api_key))
     settings = load(args)
     logs.setup(settings.log_level, settings.log_format)
     check_workers(settings)

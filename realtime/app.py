@@ -17,6 +17,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .policy.origin import origin_allowed
 from .settings import Settings
 from .transports import http, poll, sse, websocket
+from .transports.api import create_api
 from .transports.errors import quiet_client_faults
 from .transports.guard import GUARD, Guard
 from .transports.state import CLOSING, ECHO_SOCKETS, HUB, METRICS, SETTINGS
@@ -83,7 +84,7 @@ async def _cors(request: web.Request, response: web.StreamResponse) -> None:
     origin = request.headers.get("Origin")
     if origin is None or "Access-Control-Allow-Origin" in response.headers:
         return
-    allowed = request.app[GUARD].allowed_origins
+    allowed = request.config_dict[GUARD].allowed_origins  # /api/ is a sub-app
     if origin_allowed(origin, host=request.host, scheme=request.scheme, allowed=allowed):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "Retry-After"
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         max_buffer=settings.max_buffer_bytes,
         presence_limit=settings.presence_limit,
         write_delay=settings.write_delay / 1000,
+        idempotency_window=settings.idempotency_window,
     )
     app[METRICS] = metrics = Metrics(app[HUB], TRANSPORTS)
     app[GUARD] = Guard.from_settings(settings, metrics)
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.on_response_prepare.append(_cors)
     quiet_client_faults()
     app.cleanup_ctx.append(_hub_lifecycle)
+    app.add_subapp("/api", create_api(settings))
     app.on_shutdown.append(_close_connections)
     app.add_routes(
         [

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from .core.hub import Hub
 from .core.presence import by_transport
+from .core.room import CloseReason
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -56,6 +57,20 @@ class HubCollector(Collector):
             "realtime_slow_consumers_dropped",
             "Subscribers dropped for falling behind",
             value=hub.dropped_slow,
+        )
+        closed = CounterMetricFamily(
+            "realtime_disconnects",
+            "Connections the server closed, by reason (slow, shutdown, gone, disconnect, "
+            "disconnect_reconnect, token_expired)",
+            labels=["reason"],
+        )
+        for reason in CloseReason:
+            closed.add_metric([reason.name.lower()], hub.closed_by[reason.name.lower()])
+        yield closed
+        yield CounterMetricFamily(
+            "realtime_token_expiries",
+            "Connections closed because their token expired",
+            value=hub.closed_by[CloseReason.TOKEN_EXPIRED.name.lower()],
         )
         up = GaugeMetricFamily(
             "realtime_broker_up", "1 when the broker is reachable", labels=["broker"]
@@ -100,6 +115,12 @@ class Metrics:
             "realtime_requests_refused",
             "Requests refused before reaching a room",
             ["reason"],
+            registry=self.registry,
+        )
+        self.api_requests = Counter(
+            "realtime_api_requests",
+            "Server API requests by route and status",
+            ["route", "status"],
             registry=self.registry,
         )
         hub.on_fanout = self._observe

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .backends import is_redis_url
@@ -41,6 +41,9 @@ class Settings:
     max_connections_per_ip: int = 256
     secret: str = ""
     private_rooms: str = ""
+    api_key: str = field(default="", repr=False)
+    api_rate_limit: str = "1000/s"
+    idempotency_window: float = 300.0
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -83,6 +86,10 @@ _HELP: dict[str, str] = {
     "max_connections_per_ip": "concurrent WebSocket and SSE connections per client address",
     "secret": "HS256 key for signed tokens; enables --private-rooms",
     "private_rooms": "room name patterns (fnmatch, comma-separated) that need a token",
+    "api_key": "keys of the server API under /api/, comma-separated (rotation); "
+    "without one every /api/ route answers 404",
+    "api_rate_limit": "requests per second or minute one API key may make, as N/s or N/min",
+    "idempotency_window": "seconds an idempotency_key of POST /api/publish is remembered",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_format": "'text' (key=value lines) or 'json'",
 }
@@ -193,6 +200,8 @@ def check(s: Settings) -> None:
         problems += _redis_url_problems(s.broker)
     elif s.redis_wait:
         problems.append("--redis-wait needs a Redis --broker")
+    if s.idempotency_window <= 0:
+        problems.append("--idempotency-window must be positive")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("--log-level must be DEBUG, INFO, WARNING or ERROR")
     if s.log_format not in ("text", "json"):

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from realtime.backends.redis.clients import Connector
@@ -23,6 +24,7 @@ from realtime.backends.redis.keys import channel, members_key, stream_key
 from realtime.backends.redis.url import parse_redis_url
 
 from . import test_redis as one_server
+from .api_helpers import KEY, call
 from .failover import assert_every_ack_delivered_once_in_order, publish_through_failover
 from .helpers import post, ws_messages, ws_until
 from .redis_cluster import LocalCluster, query, redis_cluster
@@ -141,6 +143,34 @@ async def test_killing_a_rooms_master_mid_stream_loses_no_acknowledged_message(
     assert out.resumed_after < 10, f"publishing resumed only after {out.resumed_after:.1f}s"
     assert_every_ack_delivered_once_in_order(out)
     assert redis_cluster.master_of(stream_key(room)).port != victim.port
+
+
+async def test_the_server_api_works_across_the_cluster(
+    redis_cluster: LocalCluster, make_instance: MakeInstance
+) -> None:
+    """Idempotency keys in the room's slot, pages, and disconnect over the
+    control channel's sharded subscription."""
+    a = await make_instance(redis_cluster.url, api_key=KEY)
+    b = await make_instance(redis_cluster.url, api_key=KEY)
+    ws = await b.ws_connect("/rooms/api-room/ws?user=ana")
+    await ws_until(ws, "presence")
+
+    async def once(client: Client) -> dict[str, Any]:
+        body = {"room": "api-room", "text": "once", "idempotency_key": "k-1"}
+        return (await call(client, "POST", "/api/publish", json=body))["results"][0]
+
+    outs = await asyncio.gather(*(once(c) for c in (a, b) * 5))
+    assert len({o["id"] for o in outs}) == 1
+    assert sum(1 for o in outs if not o.get("duplicate")) == 1
+    assert [m["text"] for m in await ws_messages(ws, 1)] == ["once"]
+    page = await call(a, "GET", "/api/rooms/api-room/history?reverse=1")
+    assert [m["text"] for m in page["messages"]] == ["once"]
+    out = await call(a, "POST", "/api/disconnect", json={"user": "ana", "reason": "bye"})
+    assert out == {"disconnected": 1}
+    msg = await ws.receive(timeout=5)
+    while msg.type is aiohttp.WSMsgType.TEXT:
+        msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 4000, "bye")
 
 
 async def test_cluster_client_reaches_every_master_and_a_node_subscribes(

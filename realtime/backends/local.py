@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
 
 from ..core.ports import Bus, Member, MessageLog, Presence
 from ..core.protocol import Draft, Event, Message
+from .once import Once, OnceKeys
 
 
 class LocalBus(Bus):
@@ -24,6 +27,9 @@ class LocalBus(Bus):
 
     async def publish(self, room: str, event: Event) -> None:
         self.deliver(room, event)
+
+    async def send_control(self, message: Mapping[str, Any]) -> None:
+        self.control(message)
 
 
 class LocalPresence(Presence):
@@ -44,6 +50,9 @@ class LocalPresence(Presence):
     async def rooms(self) -> dict[str, list[Member]]:
         return {room: list(members.values()) for room, members in self._members.items()}
 
+    async def members(self, room: str) -> list[Member]:
+        return list(self._members.get(room, {}).values())
+
 
 class StoredLog(MessageLog):
     """A log in this process: store the message, then hand it to the bus.
@@ -53,10 +62,12 @@ class StoredLog(MessageLog):
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
+        self.keys = OnceKeys()
 
     @abstractmethod
-    async def store(self, draft: Draft) -> Message:
-        """Assign the id and keep the message; raise BrokerUnavailable."""
+    async def store(self, draft: Draft, once: Once | None = None) -> Message:
+        """Assign the id and keep the message (and the idempotency key, where
+        the log is durable); raise BrokerUnavailable."""
 
     async def append(self, draft: Draft) -> Message:
         # Shielded: once a message is handed to the store it is stored, so it
@@ -64,7 +75,16 @@ class StoredLog(MessageLog):
         # (its client went away) while the write is in flight.
         return await asyncio.shield(asyncio.ensure_future(self._store_and_deliver(draft)))
 
-    async def _store_and_deliver(self, draft: Draft) -> Message:
-        msg = await self.store(draft)
+    async def _store_and_deliver(self, draft: Draft, once: Once | None = None) -> Message:
+        msg = await self.store(draft, once)
         self.bus.deliver(draft.room, Event.message(msg))
         return msg
+
+    async def append_once(self, draft: Draft, key: str, window: float) -> tuple[str, bool]:
+        async def store(expires: float) -> str:
+            return (await self._store_and_deliver(draft, Once(key, expires))).id
+
+        # Shielded for the same reason as append, and so that the key is
+        # settled (retries answered) whatever happens to the first caller.
+        once = self.keys.once((draft.room, key), window, store)
+        return await asyncio.shield(asyncio.ensure_future(once))

@@ -7,9 +7,10 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Container
 
-from ..core.ports import Bus, History
+from ..core.ports import Bus, History, Page
 from ..core.protocol import Draft, Message, parse_id
 from .local import StoredLog
+from .once import Once
 
 
 class _RoomLog:
@@ -39,7 +40,7 @@ class MemoryLog(StoredLog):
         self._followed = followed
         self._logs: OrderedDict[str, _RoomLog] = OrderedDict()  # least recently used first
 
-    async def store(self, draft: Draft) -> Message:
+    async def store(self, draft: Draft, once: Once | None = None) -> Message:
         log = self._logs.get(draft.room)
         if log is None:
             log = self._logs[draft.room] = _RoomLog(self._size)
@@ -82,6 +83,21 @@ class MemoryLog(StoredLog):
             return History(list(log.messages)[-limit:] if limit > 0 else [], gap=True)
         held = [m for m in log.messages if int(m.id) > after]
         return History(held[:limit], gap=after < log.evicted)
+
+    async def page(
+        self, room: str, *, after: str | None, before: str | None, limit: int, newest_first: bool
+    ) -> Page:
+        log = self._logs.get(room)
+        low = parse_id(after)[0] if after is not None else 0
+        high = parse_id(before)[0] if before is not None else None
+        held = [
+            m
+            for m in (log.messages if log is not None else ())
+            if int(m.id) > low and (high is None or int(m.id) < high)
+        ]
+        if newest_first:
+            held.reverse()
+        return Page(held[:limit], more=len(held) > limit)
 
     async def rooms(self) -> list[str]:
         return list(self._logs)

@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..core.ports import BrokerUnavailable, Bus, History
+from ..core.ports import BrokerUnavailable, Bus, History, Page
 from ..core.protocol import Draft, Message, parse_id
 from .local import StoredLog
+from .once import Once
 
 T = TypeVar("T")
 
@@ -36,9 +37,15 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY, last_id INTEGER NOT NULL, evicted INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS once_keys (
+    room TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (room, key)
+) WITHOUT ROWID;
 """
 
 Row = tuple[str, int, str, str, float, str | None]
+KeyRow = tuple[str, str, int, float]  # room, idempotency key, message id, expires
+TOP_ID = 2**62  # beyond any id, within SQLite's integers
 
 
 class SqliteLog(StoredLog):
@@ -55,10 +62,11 @@ class SqliteLog(StoredLog):
         self._unsaved: dict[str, int] = {}  # room -> newest id handed out, not yet committed
         self._loading: dict[str, asyncio.Future[int]] = {}  # room -> its last id being read
         self._batch: list[tuple[Row, asyncio.Future[None]]] = []
+        self._batch_keys: list[KeyRow] = []  # idempotency keys of the batch's messages
         self._drainer: asyncio.Task[None] | None = None  # commits what is queued
 
     # -- the thread's side ------------------------------------------------
-    def _open(self) -> None:
+    def _open(self) -> list[KeyRow]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
@@ -67,6 +75,9 @@ class SqliteLog(StoredLog):
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         self._db = db
+        db.execute("DELETE FROM once_keys WHERE expires <= ?", (time.time(),))
+        keys: list[KeyRow] = db.execute("SELECT room, key, id, expires FROM once_keys").fetchall()
+        return keys
 
     def _read_last(self, room: str) -> int:
         row = self._require().execute("SELECT last_id FROM rooms WHERE room = ?", (room,))
@@ -76,7 +87,7 @@ class SqliteLog(StoredLog):
     def _read_rooms(self) -> list[str]:
         return [r[0] for r in self._require().execute("SELECT room FROM rooms")]
 
-    def _write(self, rows: list[Row]) -> None:
+    def _write(self, rows: list[Row], keys: list[KeyRow]) -> None:
         db = self._require()
         last: dict[str, int] = {}
         for row in rows:
@@ -84,6 +95,9 @@ class SqliteLog(StoredLog):
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if keys:  # kept with their messages, in the same transaction
+                db.execute("DELETE FROM once_keys WHERE expires <= ?", (time.time(),))
+                db.executemany("INSERT OR REPLACE INTO once_keys VALUES (?, ?, ?, ?)", keys)
             for room, top in last.items():
                 cutoff = top - self._size
                 db.execute(
@@ -122,6 +136,19 @@ class SqliteLog(StoredLog):
             ).fetchall()
         return rows, last, evicted
 
+    def _page(self, room: str, low: int, high: int, limit: int, newest_first: bool) -> list[Row]:
+        order = "DESC" if newest_first else "ASC"
+        rows: list[Row] = (
+            self._require()
+            .execute(
+                "SELECT * FROM messages WHERE room = ? AND id > ? AND id < ?"
+                f" ORDER BY id {order} LIMIT ?",
+                (room, low, high, limit),
+            )
+            .fetchall()
+        )
+        return rows
+
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
             raise BrokerUnavailable("the store is not open")
@@ -137,7 +164,8 @@ class SqliteLog(StoredLog):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def open(self) -> None:
-        await self._run(self._open)
+        keys = await self._run(self._open)
+        self.keys.load((room, key, str(msg_id), expires) for room, key, msg_id, expires in keys)
 
     async def close(self) -> None:
         if self._drainer is not None:
@@ -145,7 +173,7 @@ class SqliteLog(StoredLog):
         await self._run(self._close)
         self._executor.shutdown(wait=True)
 
-    async def store(self, draft: Draft) -> Message:
+    async def store(self, draft: Draft, once: Once | None = None) -> Message:
         self._require()
         last = self._last.get(draft.room)
         if last is None:
@@ -158,6 +186,8 @@ class SqliteLog(StoredLog):
         )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append(((msg.room, msg_id, msg.user, msg.text, msg.ts, msg.client_id), done))
+        if once is not None:
+            self._batch_keys.append((msg.room, once.key, msg_id, once.expires))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         await done
@@ -192,8 +222,9 @@ class SqliteLog(StoredLog):
         """Commit batches until none is waiting; resolve each in order."""
         while self._batch:
             batch, self._batch = self._batch, []
+            keys, self._batch_keys = self._batch_keys, []
             try:
-                await self._run(self._write, [row for row, _ in batch])
+                await self._run(self._write, [row for row, _ in batch], keys)
             except Exception as exc:  # every waiting sender hears of it
                 self._saved(batch)
                 error = BrokerUnavailable(f"history write failed: {exc}")
@@ -221,6 +252,18 @@ class SqliteLog(StoredLog):
         messages = [Message(r[0], str(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
         gap = after is not None and (after > last or after < evicted)
         return History(messages, gap=gap)
+
+    async def page(
+        self, room: str, *, after: str | None, before: str | None, limit: int, newest_first: bool
+    ) -> Page:
+        low = min(parse_id(after)[0], TOP_ID) if after is not None else 0
+        high = min(parse_id(before)[0], TOP_ID) if before is not None else TOP_ID
+        try:
+            rows = await self._run(self._page, room, low, high, limit + 1, newest_first)
+        except sqlite3.Error as exc:
+            raise BrokerUnavailable(f"history read failed: {exc}") from exc
+        messages = [Message(r[0], str(r[1]), r[2], r[3], r[4], r[5]) for r in rows[:limit]]
+        return Page(messages, more=len(rows) > limit)
 
     async def rooms(self) -> list[str]:
         try:

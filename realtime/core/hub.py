@@ -11,12 +11,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from ..logs import event as log_event
-from .ports import Backend, History, Member
+from .ports import Backend, History, Member, Page
 from .presence import Roster, by_transport
 from .protocol import Draft, Event, Message
 from .room import CloseReason, Room, Sink, Subscriber
@@ -46,10 +46,12 @@ class Hub:
         max_buffer: int,
         presence_limit: int = 100,
         write_delay: float = 0.0,
+        idempotency_window: float = 300.0,
     ) -> None:
         self.backend = backend
         # Seconds a room's events wait to be written together (0: this pass).
         self.write_delay = write_delay
+        self.idempotency_window = idempotency_window
         self.replay = replay
         self.history_size = history_size
         self.max_buffer = max_buffer
@@ -65,6 +67,8 @@ class Hub:
         # arrival to the last write, and the number of deliveries.
         self.on_fanout: Callable[[float, int], None] | None = None
         self._pass_started = 0.0
+        self.closed_by = Counter[str]()  # subscribers the server closed, by reason
+        backend.bus.on_control = self._control
 
     async def start(self) -> None:
         await self.backend.start(self.deliver)
@@ -121,8 +125,23 @@ class Hub:
         self.published += 1
         return msg
 
+    async def publish_once(self, draft: Draft, key: str) -> tuple[str, bool]:
+        """Publish unless ``key`` was used in the room within the idempotency
+        window: the id, and True when it is the first publish's."""
+        msg_id, duplicate = await self.backend.log.append_once(draft, key, self.idempotency_window)
+        if not duplicate:
+            self.published += 1
+        return msg_id, duplicate
+
     async def history(self, room: str, since: str | None, limit: int) -> History:
         return await self.backend.log.history(room, since, limit)
+
+    async def page(
+        self, room: str, *, since: str | None, before: str | None, limit: int, reverse: bool
+    ) -> Page:
+        return await self.backend.log.page(
+            room, after=since, before=before, limit=limit, newest_first=reverse
+        )
 
     # -- membership -----------------------------------------------------
     @asynccontextmanager
@@ -184,6 +203,8 @@ class Hub:
 
     def _closed(self, sub: Subscriber) -> None:
         """A subscriber was dropped: leave now, not when its socket is gone."""
+        if sub.close_reason is not None:
+            self.closed_by[sub.close_reason.name.lower()] += 1
         if sub.close_reason is CloseReason.SLOW:
             self.dropped_slow += 1
             log_event(
@@ -198,6 +219,28 @@ class Hub:
             )
         self.roster.leave_soon(sub.room.name, sub.member)
 
+    # -- disconnecting users ----------------------------------------------
+    async def disconnect(self, user: str, *, room: str | None, reason: str, reconnect: bool) -> int:
+        """Close ``user``'s connections (in ``room``, or everywhere) on every
+        process; the number of connections presence listed."""
+        count = await self.roster.connections_of(user, room)
+        message = dict(op="disconnect", user=user, room=room, reason=reason, reconnect=reconnect)
+        await self.backend.bus.send_control(message)
+        return count
+
+    def _control(self, message: Mapping[str, Any]) -> None:
+        if message.get("op") != "disconnect":
+            return
+        reason = (
+            CloseReason.DISCONNECT_RECONNECT if message.get("reconnect") else CloseReason.DISCONNECT
+        )
+        room = message.get("room")
+        rooms = [self._rooms.get(room)] if isinstance(room, str) else list(self._rooms.values())
+        for local in rooms:
+            for sub in list(local or ()):
+                if sub.member.user == message.get("user"):
+                    sub.close(reason, str(message.get("reason") or reason.value))
+
     def close_all(self, reason: CloseReason) -> None:
         for room in list(self._rooms.values()):
             for sub in list(room):
@@ -210,6 +253,10 @@ class Hub:
 
     def room_count(self) -> int:
         return len(self._rooms)
+
+    async def members(self, room: str) -> list[Member]:
+        """The room's members on every process."""
+        return await self.roster.presence.members(room)
 
     async def rooms(self) -> dict[str, Counter[str]]:
         """Every known room (with history or members) -> members per transport."""

@@ -13,13 +13,15 @@ A :class:`Backend` bundles one of each; ``realtime.backends`` picks one by URL.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .protocol import Draft, Event, Message
 
 Deliver = Callable[[str, Event], None]
+# A message for every process rather than a room (a user to disconnect).
+Control = Callable[[Mapping[str, Any]], None]
 
 
 class BrokerUnavailable(Exception):
@@ -51,6 +53,14 @@ class History:
     gap: bool = False
 
 
+@dataclass(slots=True)
+class Page:
+    """A page of history in the order asked for; ``more`` when it was cut at the limit."""
+
+    messages: list[Message] = field(default_factory=list)
+    more: bool = False
+
+
 class MessageLog(ABC):
     """Appends messages with strictly increasing ids per room, reads them back."""
 
@@ -69,8 +79,21 @@ class MessageLog(ABC):
         """Store the message and hand it to the bus; raise BrokerUnavailable."""
 
     @abstractmethod
+    async def append_once(self, draft: Draft, key: str, window: float) -> tuple[str, bool]:
+        """Append unless ``key`` was used in the room within ``window`` seconds
+        (on every process, and across restarts where the log is durable):
+        the message id, and True when it is the earlier message's."""
+
+    @abstractmethod
     async def history(self, room: str, since: str | None, limit: int) -> History:
         """The last ``limit`` messages, or those after ``since`` (at most limit)."""
+
+    @abstractmethod
+    async def page(
+        self, room: str, *, after: str | None, before: str | None, limit: int, newest_first: bool
+    ) -> Page:
+        """Up to ``limit`` messages strictly between ``after`` and ``before``
+        (either may be open), oldest first or newest first."""
 
     @abstractmethod
     async def rooms(self) -> list[str]:
@@ -96,12 +119,17 @@ class Presence(ABC):
     async def rooms(self) -> dict[str, list[Member]]:
         """Members of every room that has any, on every process."""
 
+    async def members(self, room: str) -> list[Member]:
+        """Members of one room, on every process."""
+        return (await self.rooms()).get(room, [])
+
 
 class Bus(ABC):
     """Carries events to every process that watches their room."""
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
+        self.on_control: Control | None = None
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -127,6 +155,14 @@ class Bus(ABC):
     @abstractmethod
     async def publish(self, room: str, event: Event) -> None:
         """Deliver an event that is not stored (presence) everywhere."""
+
+    @abstractmethod
+    async def send_control(self, message: Mapping[str, Any]) -> None:
+        """Hand ``message`` (JSON-able) to :attr:`on_control` on every process."""
+
+    def control(self, message: Mapping[str, Any]) -> None:
+        if self.on_control is not None:
+            self.on_control(message)
 
 
 @dataclass(slots=True)

@@ -81,6 +81,14 @@ class Roster:
         if self._leaving:
             await asyncio.wait(set(self._leaving), timeout=seconds)
 
+    async def connections_of(self, user: str, room: str | None) -> int:
+        """How many connections ``user`` has in ``room`` (or anywhere), on every process."""
+        if room is not None:
+            members = await self.presence.members(room)
+        else:
+            members = [m for ms in (await self.presence.rooms()).values() for m in ms]
+        return sum(1 for m in members if m.user == user)
+
     async def _announce(self, room: str, kind: str, member: Member, members: list[Member]) -> None:
         try:
             await self.bus.publish(room, presence_event(room, kind, member, members, self.limit))

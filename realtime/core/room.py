@@ -22,9 +22,15 @@ from .protocol import Event, Wire, parse_id
 
 
 class CloseReason(enum.Enum):
+    """Why the server ends a subscriber; each transport maps it to its wire
+    ending (a WebSocket close code, a last SSE event)."""
+
     SLOW = "slow consumer: too far behind, resume with the last id"
     SHUTDOWN = "server shutting down"
     GONE = "connection lost"
+    DISCONNECT = "disconnected by the server"  # the client should not reconnect
+    DISCONNECT_RECONNECT = "disconnected by the server; reconnect"
+    TOKEN_EXPIRED = "token expired"
 
 
 class Writer(Protocol):
@@ -55,8 +61,9 @@ class Sink(Protocol):
         plus these are what the client has not received: both count toward
         the subscriber's bound."""
 
-    def close(self, reason: CloseReason) -> None:
-        """Called once, when the subscriber is closed by the server."""
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        """Called once, when the subscriber is closed by the server;
+        ``detail`` replaces the reason's own text (a disconnect's reason)."""
 
 
 class SubState(enum.Enum):
@@ -172,14 +179,14 @@ class Subscriber:
         if events:
             self.write(b"".join(ev.encoded(self.wire) for ev in events))
 
-    def close(self, reason: CloseReason) -> None:
+    def close(self, reason: CloseReason, detail: str = "") -> None:
         """The server ends this subscriber: stop delivery, ask the transport
         to close, tell the hub (which announces the leave at once)."""
         if self.state is SubState.CLOSED:
             return
         self.detach()
         self.close_reason = reason
-        self.sink.close(reason)
+        self.sink.close(reason, detail)
         self._on_close(self)
 
     def detach(self) -> None:

@@ -1,6 +1,7 @@
 """Signed tokens (JWT, HS256): who a client is and which rooms it may join.
 
-Claims: ``sub`` (the user name), ``rooms`` (fnmatch patterns) and ``exp``.
+Claims: ``sub`` (the user name), ``rooms`` (fnmatch patterns), ``exp``, and
+``pub`` for a publisher token (it may send to its rooms but not subscribe).
 ``python -m realtime token --user ana --rooms 'team-*' --ttl 1h`` mints one.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -32,18 +34,29 @@ class TokenError(Exception):
 class Grant:
     user: str
     rooms: tuple[str, ...]
+    exp: float = math.inf  # when the token, and a connection opened with it, ends
+    publisher: bool = False  # may send to its rooms, not subscribe
 
     def allows(self, room: str) -> bool:
         return any(fnmatch.fnmatchcase(room, pattern) for pattern in self.rooms)
+
+    def covers(self, other: Grant) -> bool:
+        """Every room pattern of ``other`` is one of ours or matched by one."""
+        return all(self.allows(pattern) for pattern in other.rooms)
 
 
 def parse_patterns(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in value.split(",") if p.strip())
 
 
-def mint(secret: str, user: str, rooms: Sequence[str], ttl: float) -> str:
+def mint(
+    secret: str, user: str, rooms: Sequence[str], ttl: float, *, publisher: bool = False
+) -> str:
     now = int(time.time())
-    claims = {"sub": user, "rooms": list(rooms), "iat": now, "exp": now + int(ttl)}
+    claims: dict[str, object] = {"sub": user, "rooms": list(rooms), "iat": now}
+    claims["exp"] = now + int(ttl)
+    if publisher:
+        claims["pub"] = True
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -62,7 +75,10 @@ def verify(secret: str, token: str) -> Grant:
     sub = claims["sub"]
     if not isinstance(sub, str) or not 1 <= len(sub) <= 32 or not sub.isprintable():
         raise TokenError(401, "bad_token", "'sub' must be a user name")
-    return Grant(user=sub, rooms=tuple(rooms))
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise TokenError(401, "bad_token", "'exp' must be a number")
+    return Grant(user=sub, rooms=tuple(rooms), exp=float(exp), publisher=claims.get("pub") is True)
 
 
 class Gate:
@@ -75,8 +91,9 @@ class Gate:
     def is_private(self, room: str) -> bool:
         return any(fnmatch.fnmatchcase(room, p) for p in self.private)
 
-    def check(self, room: str, token: str | None) -> Grant | None:
-        """The grant of a valid token (or None when none is needed and none given)."""
+    def check(self, room: str, token: str | None, *, subscribe: bool = True) -> Grant | None:
+        """The grant of a valid token (or None when none is needed and none
+        given); a publisher token may send (``subscribe=False``) only."""
         if not self.secret:
             if self.is_private(room):
                 raise TokenError(403, "private_room", "this room is private")
@@ -88,6 +105,22 @@ class Gate:
         grant = verify(self.secret, token)
         if self.is_private(room) and not grant.allows(room):
             raise TokenError(403, "room_not_allowed", f"the token does not grant {room!r}")
+        if grant.publisher and subscribe:
+            raise TokenError(403, "publisher_token", "a publisher token may send but not subscribe")
+        return grant
+
+    def refresh(self, old: Grant, room: str, token: str) -> Grant:
+        """A connection's new token: the same user, the same or wider rooms and
+        a later ``exp``; else TokenError (and the connection keeps the old)."""
+        grant = self.check(room, token)
+        if grant is None:  # no secret configured: nothing to refresh against
+            raise TokenError(400, "refresh_refused", "tokens are not enabled")
+        if grant.user != old.user:
+            raise TokenError(403, "refresh_refused", "the new token names another user")
+        if not grant.covers(old):
+            raise TokenError(403, "refresh_refused", "the new token grants fewer rooms")
+        if grant.exp <= old.exp:
+            raise TokenError(403, "refresh_refused", "the new token does not expire later")
         return grant
 
 
@@ -128,8 +161,14 @@ def cli(argv: Sequence[str], secret: str) -> int:
     parser.add_argument("--rooms", default="*", help="room patterns, comma-separated")
     parser.add_argument("--ttl", type=parse_ttl, default=3600.0, help="lifetime, e.g. 1h")
     parser.add_argument("--secret", default=secret, help="signing key [REALTIME_SECRET]")
+    parser.add_argument(
+        "--publisher",
+        action="store_true",
+        help="a token that may POST to its rooms but not subscribe (for a backend)",
+    )
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("no secret: pass --secret or set REALTIME_SECRET")
-    print(mint(args.secret, args.user, parse_patterns(args.rooms), args.ttl))
+    rooms = parse_patterns(args.rooms)
+    print(mint(args.secret, args.user, rooms, args.ttl, publisher=args.publisher))
     return 0

@@ -33,7 +33,11 @@ class Target:
     room: str
     user: str
     since: str | None
-    user_from_token: bool = False
+    grant: Grant | None = None  # the token's, when one came
+
+    @property
+    def user_from_token(self) -> bool:
+        return self.grant is not None
 
 
 def parse_target(request: web.Request, since: str | None) -> Target:
@@ -81,20 +85,21 @@ class Guard:
                 "origin", 403, "origin_not_allowed", f"origin {origin!r} may not use this server"
             )
 
-    def check_token(self, request: web.Request, room: str) -> Grant | None:
+    def check_token(self, request: web.Request, room: str, subscribe: bool) -> Grant | None:
         token = token_from(request.query, request.headers, request.cookies)
         try:
-            return self.gate.check(room, token)
+            return self.gate.check(room, token, subscribe=subscribe)
         except TokenError as exc:
             raise self.refuse("token", exc.status, exc.code, exc.detail) from None
 
-    def admit(self, request: web.Request, since: str | None) -> Target:
-        """Parse room, user and resume point; a valid token's user wins."""
+    def admit(self, request: web.Request, since: str | None, *, subscribe: bool = True) -> Target:
+        """Parse room, user and resume point; a valid token's user wins.
+        ``subscribe=False`` for a send, which a publisher token may make."""
         target = parse_target(request, since)
-        grant = self.check_token(request, target.room)
+        grant = self.check_token(request, target.room, subscribe)
         if grant is not None:
             target.user = grant.user
-            target.user_from_token = True
+            target.grant = grant
         return target
 
     def connection_bucket(self) -> TokenBucket:

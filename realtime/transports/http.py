@@ -22,7 +22,7 @@ async def post_message(request: web.Request) -> web.Response:
     """``POST /rooms/{room}/messages`` with ``{"text":…, "user":…}``: 201 + the message."""
     guard = request.app[GUARD]
     guard.check_origin(request)
-    target = guard.admit(request, None)
+    target = guard.admit(request, None, subscribe=False)
     settings = request.app[SETTINGS]
     if request.content_type != "application/json":
         raise json_error(415, "unsupported_media_type", "send Content-Type: application/json")

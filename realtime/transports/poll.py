@@ -22,6 +22,7 @@ from aiohttp import web
 from ..core.ports import BrokerUnavailable
 from ..core.protocol import Event, dumps
 from ..core.room import CloseReason, Subscriber
+from .endings import final_event
 from .errors import json_error, unavailable
 from .guard import GUARD
 from .session import session
@@ -61,7 +62,10 @@ class PollSink:
     def get_write_buffer_size(self) -> int:
         return 0  # the answer is one body: nothing waits on a socket
 
-    def close(self, reason: CloseReason) -> None:
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        final = final_event(reason, detail)
+        if final is not None:
+            self.write(final.encoded(WIRE))
         self.ready.set()
 
     async def refuse(self, exc: BrokerUnavailable) -> None:

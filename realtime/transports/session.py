@@ -25,6 +25,7 @@ from ..core.ports import BrokerUnavailable, Member
 from ..core.room import Sink, Subscriber
 from ..logs import event
 from .errors import unavailable
+from .expiry import Expiry
 from .guard import GUARD, Target
 from .state import HUB
 
@@ -75,6 +76,7 @@ class Session:
         self.why = "client closed"
         self.code: int | None = None
         self.sub: Subscriber | None = None
+        self.expiry = Expiry(target.grant)  # the token's end, moved by a refresh
 
     async def run(
         self,
@@ -91,7 +93,11 @@ class Session:
                 target.room, self.member, sink, target.since, presence=presence
             ) as sub:
                 self.sub = sub
-                await serve(sub)
+                self.expiry.start(sub)
+                try:
+                    await serve(sub)
+                finally:
+                    self.expiry.stop()
         except BrokerUnavailable as exc:
             self.why = f"history unavailable: {exc}"
             await sink.refuse(exc)

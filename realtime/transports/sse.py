@@ -14,6 +14,7 @@ from aiohttp_sse import EventSourceResponse
 from ..core.ports import BrokerUnavailable
 from ..core.protocol import Event
 from ..core.room import CloseReason, Subscriber
+from .endings import final_event
 from .errors import json_error
 from .guard import GUARD
 from .session import bound_send_buffer, session, socket_transport
@@ -48,7 +49,10 @@ class SseSink:
         max_buffer = request.app[SETTINGS].max_buffer_bytes
         self.kernel_buffer = bound_send_buffer(self._transport, max_buffer)
 
-    def close(self, reason: CloseReason) -> None:
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        final = final_event(reason, detail)
+        if final is not None and not self._transport.is_closing():
+            self._transport.write(final.encoded(WIRE))  # then the stream ends
         if reason is CloseReason.SLOW:
             # The peer is not reading: a graceful end would wait behind the
             # unsent backlog, so cut the connection. EventSource reconnects

@@ -11,8 +11,10 @@ from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from ..core.hub import Hub
 from ..core.ports import BrokerUnavailable
-from ..core.protocol import Draft, Event, ProtocolError, dumps, parse_send_json
+from ..core.protocol import Draft, Event, ProtocolError, decode_json, dumps, parse_send
 from ..core.room import CloseReason, Subscriber
+from ..policy.tokens import TokenError
+from .endings import APP_CODES
 from .errors import json_error
 from .guard import GUARD, Guard, Target
 from .masking import masked_only
@@ -24,6 +26,7 @@ CLOSE_CODES = {
     CloseReason.SLOW: WSCloseCode.TRY_AGAIN_LATER,  # 1013
     CloseReason.SHUTDOWN: WSCloseCode.GOING_AWAY,  # 1001
     CloseReason.GONE: WSCloseCode.GOING_AWAY,
+    **APP_CODES,  # 4000 disconnect, 4001 disconnect and reconnect, 4003 token expired
 }
 CLOSE_TIMEOUT = 5.0
 MAX_IN_FLIGHT = 64  # sends of one socket being stored at once
@@ -107,8 +110,8 @@ class WebSocketSink:
         self.kernel_buffer = bound_send_buffer(transport, request.app[SETTINGS].max_buffer_bytes)
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
 
-    def close(self, reason: CloseReason) -> None:
-        coro = self._closer.close(CLOSE_CODES[reason], reason.value)
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        coro = self._closer.close(CLOSE_CODES[reason], detail or reason.value)
         task = asyncio.get_running_loop().create_task(coro)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -206,7 +209,11 @@ class Reader:
     async def publish(self, raw: str) -> None:
         t = self.target
         try:
-            draft = parse_send_json(raw, room=t.room, user=t.user, max_bytes=self.max_bytes)
+            data = decode_json(raw)
+            if isinstance(data, dict) and data.get("type") == "refresh":
+                await self.refresh(data.get("token"))
+                return
+            draft = parse_send(data, room=t.room, user=t.user, max_bytes=self.max_bytes)
         except ProtocolError as exc:
             await send_error(self.ws, exc.code, exc.detail)
             return
@@ -225,6 +232,15 @@ class Reader:
             await self.hub.publish(draft)
         except BrokerUnavailable as exc:
             await send_error(self.ws, "unavailable", f"message not stored: {exc}")
+
+    async def refresh(self, token: object) -> None:
+        """``{"type":"refresh","token":…}``: move the connection's expiry."""
+        try:
+            grant = self.session.expiry.refresh(self.guard.gate, self.target.room, token)
+        except TokenError as exc:
+            await send_error(self.ws, exc.code, exc.detail)
+            return
+        await self.ws.send_str(dumps({"type": "refreshed", "exp": int(grant.exp)}))
 
 
 async def rate_limited(ws: web.WebSocketResponse, wait: float) -> None:

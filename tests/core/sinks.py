@@ -25,6 +25,7 @@ class MemorySink:
     def __init__(self, unsent: int = 0) -> None:
         self.writes: list[bytes] = []
         self.closed: CloseReason | None = None
+        self.detail = ""
         self.unsent = unsent
         self.gone = False
         self.writer = self
@@ -38,9 +39,10 @@ class MemorySink:
     def get_write_buffer_size(self) -> int:
         return self.unsent
 
-    def close(self, reason: CloseReason) -> None:
+    def close(self, reason: CloseReason, detail: str = "") -> None:
         assert self.closed is None, "a sink is closed once"
         self.closed = reason
+        self.detail = detail
 
     async def refuse(self, exc: Exception) -> None:
         raise AssertionError(f"refused: {exc}")

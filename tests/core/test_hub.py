@@ -182,3 +182,34 @@ async def test_a_write_delay_gathers_a_rooms_events_into_one_write() -> None:
             assert sink.ids() == ["1", "2", "3", "4", "5"]
     finally:
         await hub.close()
+
+
+async def test_disconnect_closes_one_users_subscribers_with_the_reason(hub: Hub) -> None:
+    ana_r, ana_s, bo_r = MemorySink(), MemorySink(), MemorySink()
+    async with (
+        hub.join("r", member("c1", "ana"), ana_r, None),
+        hub.join("s", member("c2", "ana"), ana_s, None),
+        hub.join("r", member("c3", "bo"), bo_r, None),
+    ):
+        count = await hub.disconnect("ana", room="r", reason="banned", reconnect=False)
+        assert count == 1
+        assert (ana_r.closed, ana_r.detail) == (CloseReason.DISCONNECT, "banned")
+        assert ana_s.closed is None and bo_r.closed is None
+        await settle()  # the closed one has left presence
+        assert await hub.disconnect("ana", room=None, reason="bye", reconnect=True) == 1
+        assert (ana_s.closed, ana_s.detail) == (CloseReason.DISCONNECT_RECONNECT, "bye")
+        assert bo_r.closed is None
+        assert await hub.disconnect("nobody", room=None, reason="x", reconnect=False) == 0
+    assert hub.closed_by == {"disconnect": 1, "disconnect_reconnect": 1}
+
+
+async def test_publish_once_and_pages(hub: Hub) -> None:
+    first = await hub.publish_once(Draft("r", "u", "a", None), "k")
+    again = await hub.publish_once(Draft("r", "u", "a", None), "k")
+    assert first == ("1", False) and again == ("1", True) and hub.published == 1
+    for i in range(3):
+        await send(hub, f"m{i}")
+    page = await hub.page("r", since=None, before="4", limit=2, reverse=True)
+    assert [m.text for m in page.messages] == ["m1", "m0"] and page.more
+    page = await hub.page("r", since="1", before=None, limit=5, reverse=False)
+    assert [m.text for m in page.messages] == ["m0", "m1", "m2"] and not page.more

@@ -22,15 +22,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio.client import PubSub
 
 from ...core.ports import BrokerUnavailable, Bus, Deliver
-from ...core.protocol import Event, Message, parse_id
+from ...core.protocol import Event, Message, dumps, parse_id
 from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection
-from .keys import CHANNEL_PATTERN, channel, room_of, to_message
+from .keys import CHANNEL_PATTERN, CONTROL_ROOM, channel, room_of, to_message
 from .log import RedisLog
 
 log = logging.getLogger("realtime.redis")
@@ -102,12 +103,22 @@ class StreamBus(Bus):
             for msg in [*missed, *held]:
                 self._deliver_message(msg)
 
+    async def send_control(self, message: Mapping[str, Any]) -> None:
+        async with self.conn.command("control") as r:
+            chan, data = channel(CONTROL_ROOM), "c" + dumps(message)
+            await (r.spublish(chan, data) if self.conn.sharded else r.publish(chan, data))
+
     def on_message(self, chan: str, data: str) -> None:
-        """One pub/sub message: ``m<id> <json>`` (stored) or ``p<json>`` (presence)."""
+        """One pub/sub message: ``m<id> <json>`` (stored), ``p<json>``
+        (presence) or, on the control channel, ``c<json>``."""
         room = room_of(chan)
         kind, body = data[:1], data[1:]
         try:
-            if kind == "m":
+            if kind == "c" and room == CONTROL_ROOM:
+                message = json.loads(body)
+                if isinstance(message, dict):
+                    self.control(message)
+            elif kind == "m":
                 entry_id, _, payload = body.partition(" ")
                 self._deliver_message(to_message(room, entry_id, payload))
             elif kind == "p":

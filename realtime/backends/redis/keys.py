@@ -15,7 +15,13 @@ name (letters, digits, ``-_.``; never a brace):
 - ``realtime:{room}:members`` a hash ``{process}/{conn_id}`` -> member JSON.
 - ``realtime:proc:{process}`` a heartbeat key with a TTL; members of a
   process whose heartbeat expired (a crash) are ignored and removed.
+- ``realtime:{room}:once:{key}`` the id published with an idempotency key,
+  expiring after the window; :data:`PUBLISH_ONCE_LUA` checks and sets it in
+  the same step as the ``XADD``, so concurrent retries store one message.
 - ``realtime:rooms``          the set of room names ever used (its own slot).
+- ``realtime:{!control}:chan`` messages for every process (a user to
+  disconnect), as ``c<json>``: not a room name, so no room shares it, and
+  both buses listen to it as they listen to a room's channel.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...core.protocol import Message
+from ...core.protocol import Message, parse_id
 
 PREFIX = "realtime:"
 ROOMS_KEY = PREFIX + "rooms"
 CHANNEL_PATTERN = PREFIX + "{*}:chan"  # braces are plain characters in a glob
+CONTROL_ROOM = "!control"  # never a valid room name
 
 # XADD and (S)PUBLISH in one atomic step: pub/sub order == id order. KEYS:
 # the stream, the channel (same slot), and outside a cluster the rooms set;
@@ -37,6 +44,19 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2]
 if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[4]) end
 redis.call(ARGV[3], KEYS[2], 'm' .. id .. ' ' .. ARGV[2])
 return id
+"""
+
+# The same, unless the idempotency key is known: then its first id. KEYS:
+# the stream, the channel, the key (all in the room's slot), and outside a
+# cluster the rooms set; ARGV: as above, then the window in milliseconds.
+PUBLISH_ONCE_LUA = """
+local seen = redis.call('GET', KEYS[3])
+if seen then return {seen, 1} end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
+if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[4]) end
+redis.call(ARGV[3], KEYS[2], 'm' .. id .. ' ' .. ARGV[2])
+redis.call('SET', KEYS[3], id, 'PX', ARGV[5])
+return {id, 0}
 """
 
 
@@ -57,6 +77,10 @@ def members_key(room: str) -> str:
     return f"{PREFIX}{{{room}}}:members"
 
 
+def once_key(room: str, key: str) -> str:
+    return f"{PREFIX}{{{room}}}:once:{key}"
+
+
 def proc_key(proc: str) -> str:
     return f"{PREFIX}proc:{proc}"
 
@@ -64,6 +88,12 @@ def proc_key(proc: str) -> str:
 def after(entry_id: str) -> str:
     """The exclusive range start ``(id`` for XRANGE/XREVRANGE."""
     return "(" + entry_id
+
+
+def exclusive(message_id: str) -> str:
+    """A message id (``17`` or ``1700-3``) as an exclusive stream range bound."""
+    ms, seq = parse_id(message_id)
+    return f"({ms}-{seq}"
 
 
 def to_message(room: str, entry_id: str, body: str) -> Message:

@@ -6,10 +6,21 @@ import logging
 import time
 from typing import Any
 
-from ...core.ports import BrokerUnavailable, History, MessageLog
+from ...core.ports import BrokerUnavailable, History, MessageLog, Page
 from ...core.protocol import Draft, Message, dumps, parse_id
 from .connection import RedisConnection
-from .keys import PUBLISH_LUA, ROOMS_KEY, after, channel, stream_key, to_message, to_messages
+from .keys import (
+    PUBLISH_LUA,
+    PUBLISH_ONCE_LUA,
+    ROOMS_KEY,
+    after,
+    channel,
+    exclusive,
+    once_key,
+    stream_key,
+    to_message,
+    to_messages,
+)
 from .replicas import ReplicatedAppend
 
 log = logging.getLogger("realtime.redis")
@@ -30,37 +41,51 @@ class RedisLog(MessageLog):
         self.conn = conn
         self.history_size = history_size
         self._publish = conn.redis.register_script(PUBLISH_LUA)
-        self._replicated = (
-            ReplicatedAppend(conn, self._publish.sha, wait, wait_timeout) if wait > 0 else None
-        )
+        self._publish_once = conn.redis.register_script(PUBLISH_ONCE_LUA)
+        self._replicated = self._replicated_once = None
+        if wait > 0:
+            self._replicated = ReplicatedAppend(conn, self._publish.sha, wait, wait_timeout)
+            self._replicated_once = ReplicatedAppend(
+                conn, self._publish_once.sha, wait, wait_timeout, PUBLISH_ONCE_LUA
+            )
         # In a cluster the rooms set lives in another slot than the room, so
         # the script cannot add to it: each process adds a room once.
         self._listed: set[str] = set()
 
     async def append(self, draft: Draft) -> Message:
-        body = dumps(
-            {
-                "user": draft.user,
-                "text": draft.text,
-                "ts": round(time.time(), 3),
-                "client_id": draft.client_id,
-            }
-        )
+        body = _body(draft)
         room = draft.room
-        keys = [stream_key(room), channel(room)]
-        if not self.conn.sharded:
-            keys.append(ROOMS_KEY)
-        args: list[str | int] = [
-            self.history_size,
-            body,
-            "SPUBLISH" if self.conn.sharded else "PUBLISH",
-            room,
-        ]
+        keys, args = self._script_input(room, body)
         async with self.conn.command("publish"):
             if self._replicated is not None:
                 entry_id = await self._replicated(keys, args)
             else:
                 entry_id = await self._publish(keys=keys, args=args)
+        await self._list(room)
+        return to_message(room, str(entry_id), body)
+
+    async def append_once(self, draft: Draft, key: str, window: float) -> tuple[str, bool]:
+        room = draft.room
+        keys, args = self._script_input(room, _body(draft))
+        keys.insert(2, once_key(room, key))
+        args.append(max(1, round(window * 1000)))
+        async with self.conn.command("publish"):
+            if self._replicated_once is not None:
+                entry_id, seen = await self._replicated_once(keys, args)
+            else:
+                entry_id, seen = await self._publish_once(keys=keys, args=args)
+        await self._list(room)
+        return str(entry_id), bool(int(seen))
+
+    def _script_input(self, room: str, body: str) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of the append scripts."""
+        keys = [stream_key(room), channel(room)]
+        if not self.conn.sharded:
+            keys.append(ROOMS_KEY)
+        publish = "SPUBLISH" if self.conn.sharded else "PUBLISH"
+        return keys, [self.history_size, body, publish, room]
+
+    async def _list(self, room: str) -> None:
         if self.conn.sharded and room not in self._listed:
             try:
                 async with self.conn.command("rooms") as r:
@@ -68,7 +93,6 @@ class RedisLog(MessageLog):
                 self._listed.add(room)
             except BrokerUnavailable as exc:  # stored all the same; listed next time
                 log.warning("room %s not added to the room list: %s", room, exc)
-        return to_message(room, str(entry_id), body)
 
     async def history(self, room: str, since: str | None, limit: int) -> History:
         if since is None:
@@ -102,6 +126,20 @@ class RedisLog(MessageLog):
             entries = await r.xrange(stream_key(room), after(start), "+", count=limit)
         return to_messages(room, entries)
 
+    async def page(
+        self, room: str, *, after: str | None, before: str | None, limit: int, newest_first: bool
+    ) -> Page:
+        low = exclusive(after) if after is not None else "-"
+        high = exclusive(before) if before is not None else "+"
+        key = stream_key(room)
+        entries: Any
+        async with self.conn.command("history") as r:
+            if newest_first:
+                entries = await r.xrevrange(key, high, low, count=limit + 1)
+            else:
+                entries = await r.xrange(key, low, high, count=limit + 1)
+        return Page(to_messages(room, entries[:limit]), more=len(entries) > limit)
+
     async def rooms(self) -> list[str]:
         async with self.conn.command("rooms") as r:
             names = await r.smembers(ROOMS_KEY)
@@ -117,3 +155,15 @@ def _trimmed_past(info: dict[str, Any], point: tuple[int, int]) -> bool:
         return True
     deleted = info.get("max-deleted-entry-id")
     return deleted is not None and point < parse_id(str(deleted))
+
+
+def _body(draft: Draft) -> str:
+    """A stream entry's JSON: the message without its room and id."""
+    return dumps(
+        {
+            "user": draft.user,
+            "text": draft.text,
+            "ts": round(time.time(), 3),
+            "client_id": draft.client_id,
+        }
+    )

@@ -119,6 +119,11 @@ class RedisPresence(Presence):
         members = await self._alive(dict(zip(names, raws, strict=True)))
         return {name: found for name, found in members.items() if found}
 
+    async def members(self, room: str) -> list[Member]:
+        async with self.conn.command("presence") as r:
+            raw: Any = await r.hgetall(members_key(room))
+        return (await self._alive({room: raw}))[room]
+
     async def _alive(self, rooms: dict[str, dict[str, str]]) -> dict[str, list[Member]]:
         """Members per room from raw hashes, without those of dead processes."""
         parsed: dict[str, list[tuple[str, dict[str, Any]]]] = {}

@@ -26,15 +26,24 @@ class NotReplicated(BrokerUnavailable):
 
 
 class ReplicatedAppend:
-    def __init__(self, conn: RedisConnection, sha: str, replicas: int, timeout: float) -> None:
+    def __init__(
+        self,
+        conn: RedisConnection,
+        sha: str,
+        replicas: int,
+        timeout: float,
+        source: str = PUBLISH_LUA,
+    ) -> None:
         self.conn = conn
         self.sha = sha
+        self.source = source  # the script, to load where Redis does not know it
         self.replicas = replicas
         self.timeout_ms = max(1, round(timeout * 1000))
         self._stale = False  # the cluster's slot map may be out of date
 
-    async def __call__(self, keys: list[str], args: list[Any]) -> str:
-        """Run the script, wait for replicas; the new entry id, or an exception."""
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        """Run the script, wait for replicas; what it returned (the new entry
+        id), or an exception."""
         for attempt in range(2):
             stored, acks = await self._run(keys, args)
             retry = isinstance(stored, NoScriptError | MovedError | AskError) and attempt == 0
@@ -52,7 +61,7 @@ class ReplicatedAppend:
                 f"{acks if not isinstance(acks, Exception) else 0} of {self.replicas} "
                 f"replicas within {self.timeout_ms} ms; it may still be delivered"
             )
-        return str(stored)
+        return stored
 
     async def _run(self, keys: list[str], args: list[Any]) -> tuple[Any, Any]:
         script = ("EVALSHA", self.sha, len(keys), *keys, *args)
@@ -77,6 +86,6 @@ class ReplicatedAppend:
 
     async def _load(self, key: str) -> None:
         if self.conn.sharded:
-            await self.conn.owner(key).execute_command("SCRIPT", "LOAD", PUBLISH_LUA)
+            await self.conn.owner(key).execute_command("SCRIPT", "LOAD", self.source)
         else:
-            await self.conn.redis.script_load(PUBLISH_LUA)
+            await self.conn.redis.script_load(self.source)

@@ -30,7 +30,7 @@ from ...core.ports import BrokerUnavailable, Deliver
 from ...core.protocol import Event
 from .bus import LISTEN_DEAD, LISTEN_IDLE, StreamBus
 from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection
-from .keys import channel, room_of
+from .keys import CONTROL_ROOM, channel, room_of
 from .log import RedisLog
 
 log = logging.getLogger("realtime.redis")
@@ -157,6 +157,7 @@ class ShardedBus(StreamBus):
         await super().start(deliver)
         await self.conn.wait_reachable()
         self._task = asyncio.get_running_loop().create_task(self._supervise(), name="redis-bus")
+        await self.watch(CONTROL_ROOM)  # subscribed where it lives, like a room, for good
         log.info("Redis broker at %s", self.conn.where)
 
     async def close(self) -> None:
