@@ -123,7 +123,7 @@ class Metrics:
             ["route", "status"],
             registry=self.registry,
         )
-        hub.on_fanout = self._observe
+        hub.fanout.on_pass = self._observe
 
     def _observe(self, seconds: float, deliveries: int) -> None:
         self.fanout.observe(seconds)

@@ -26,25 +26,10 @@ from ..core.ports import BrokerUnavailable, Bus, History, Page
 from ..core.protocol import Draft, Message, parse_id
 from .local import StoredLog
 from .once import Once
+from .sqlite_file import KeyRow, Row, SqliteFile
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    room TEXT NOT NULL, id INTEGER NOT NULL, user TEXT NOT NULL, text TEXT NOT NULL,
-    ts REAL NOT NULL, client_id TEXT, PRIMARY KEY (room, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rooms (
-    room TEXT PRIMARY KEY, last_id INTEGER NOT NULL, evicted INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS once_keys (
-    room TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL, expires REAL NOT NULL,
-    PRIMARY KEY (room, key)
-) WITHOUT ROWID;
-"""
-
-Row = tuple[str, int, str, str, float, str | None]
-KeyRow = tuple[str, str, int, float]  # room, idempotency key, message id, expires
 TOP_ID = 2**62  # beyond any id, within SQLite's integers
 
 
@@ -54,9 +39,8 @@ class SqliteLog(StoredLog):
     ) -> None:
         super().__init__(bus)
         self.path = Path(path)
-        self._size = history_size
+        self._file = SqliteFile(self.path, history_size)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-sqlite")
-        self._db: sqlite3.Connection | None = None
         self._max_rooms = max_rooms
         self._last: OrderedDict[str, int] = OrderedDict()  # room -> last id, least recent first
         self._unsaved: dict[str, int] = {}  # room -> newest id handed out, not yet committed
@@ -65,116 +49,22 @@ class SqliteLog(StoredLog):
         self._batch_keys: list[KeyRow] = []  # idempotency keys of the batch's messages
         self._drainer: asyncio.Task[None] | None = None  # commits what is queued
 
-    # -- the thread's side ------------------------------------------------
-    def _open(self) -> list[KeyRow]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a commit survives a crash of the process (the write is in
-        # the WAL file before append returns), not necessarily of the machine.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        self._db = db
-        db.execute("DELETE FROM once_keys WHERE expires <= ?", (time.time(),))
-        keys: list[KeyRow] = db.execute("SELECT room, key, id, expires FROM once_keys").fetchall()
-        return keys
-
-    def _read_last(self, room: str) -> int:
-        row = self._require().execute("SELECT last_id FROM rooms WHERE room = ?", (room,))
-        found = row.fetchone()
-        return int(found[0]) if found else 0
-
-    def _read_rooms(self) -> list[str]:
-        return [r[0] for r in self._require().execute("SELECT room FROM rooms")]
-
-    def _write(self, rows: list[Row], keys: list[KeyRow]) -> None:
-        db = self._require()
-        last: dict[str, int] = {}
-        for row in rows:
-            last[row[0]] = max(last.get(row[0], 0), row[1])
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
-            if keys:  # kept with their messages, in the same transaction
-                db.execute("DELETE FROM once_keys WHERE expires <= ?", (time.time(),))
-                db.executemany("INSERT OR REPLACE INTO once_keys VALUES (?, ?, ?, ?)", keys)
-            for room, top in last.items():
-                cutoff = top - self._size
-                db.execute(
-                    "INSERT INTO rooms VALUES (?, ?, 0) ON CONFLICT(room) DO UPDATE"
-                    " SET last_id = max(last_id, excluded.last_id)",
-                    (room, top),
-                )
-                if cutoff > 0:
-                    deleted = db.execute(
-                        "DELETE FROM messages WHERE room = ? AND id <= ?", (room, cutoff)
-                    ).rowcount
-                    if deleted:
-                        db.execute(
-                            "UPDATE rooms SET evicted = max(evicted, ?) WHERE room = ?",
-                            (cutoff, room),
-                        )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    def _read(self, room: str, since: int | None, limit: int) -> tuple[list[Row], int, int]:
-        db = self._require()
-        meta = db.execute("SELECT last_id, evicted FROM rooms WHERE room = ?", (room,)).fetchone()
-        last, evicted = meta if meta else (0, 0)
-        if since is None or since > last:
-            rows = db.execute(
-                "SELECT * FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?", (room, limit)
-            ).fetchall()
-            rows.reverse()
-        else:
-            rows = db.execute(
-                "SELECT * FROM messages WHERE room = ? AND id > ? ORDER BY id LIMIT ?",
-                (room, since, limit),
-            ).fetchall()
-        return rows, last, evicted
-
-    def _page(self, room: str, low: int, high: int, limit: int, newest_first: bool) -> list[Row]:
-        order = "DESC" if newest_first else "ASC"
-        rows: list[Row] = (
-            self._require()
-            .execute(
-                "SELECT * FROM messages WHERE room = ? AND id > ? AND id < ?"
-                f" ORDER BY id {order} LIMIT ?",
-                (room, low, high, limit),
-            )
-            .fetchall()
-        )
-        return rows
-
-    def _require(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise BrokerUnavailable("the store is not open")
-        return self._db
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
     # -- the loop's side --------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def open(self) -> None:
-        keys = await self._run(self._open)
+        keys = await self._run(self._file.open)
         self.keys.load((room, key, str(msg_id), expires) for room, key, msg_id, expires in keys)
 
     async def close(self) -> None:
         if self._drainer is not None:
             await self._drainer  # every message handed in is committed first
-        await self._run(self._close)
+        await self._run(self._file.close)
         self._executor.shutdown(wait=True)
 
     async def store(self, draft: Draft, once: Once | None = None) -> Message:
-        self._require()
+        self._file.require()
         last = self._last.get(draft.room)
         if last is None:
             last = await self._load_last(draft.room)
@@ -196,7 +86,7 @@ class SqliteLog(StoredLog):
     async def _load_last(self, room: str) -> int:
         loading = self._loading.get(room)
         if loading is None:
-            loading = asyncio.ensure_future(self._run(self._read_last, room))
+            loading = asyncio.ensure_future(self._run(self._file.read_last, room))
             self._loading[room] = loading
             loading.add_done_callback(lambda _: self._loading.pop(room, None))
         try:
@@ -224,7 +114,7 @@ class SqliteLog(StoredLog):
             batch, self._batch = self._batch, []
             keys, self._batch_keys = self._batch_keys, []
             try:
-                await self._run(self._write, [row for row, _ in batch], keys)
+                await self._run(self._file.write, [row for row, _ in batch], keys)
             except Exception as exc:  # every waiting sender hears of it
                 self._saved(batch)
                 error = BrokerUnavailable(f"history write failed: {exc}")
@@ -246,7 +136,7 @@ class SqliteLog(StoredLog):
     async def history(self, room: str, since: str | None, limit: int) -> History:
         after = parse_id(since)[0] if since is not None else None
         try:
-            rows, last, evicted = await self._run(self._read, room, after, limit)
+            rows, last, evicted = await self._run(self._file.read, room, after, limit)
         except sqlite3.Error as exc:
             raise BrokerUnavailable(f"history read failed: {exc}") from exc
         messages = [Message(r[0], str(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
@@ -259,7 +149,7 @@ class SqliteLog(StoredLog):
         low = min(parse_id(after)[0], TOP_ID) if after is not None else 0
         high = min(parse_id(before)[0], TOP_ID) if before is not None else TOP_ID
         try:
-            rows = await self._run(self._page, room, low, high, limit + 1, newest_first)
+            rows = await self._run(self._file.page, room, low, high, limit + 1, newest_first)
         except sqlite3.Error as exc:
             raise BrokerUnavailable(f"history read failed: {exc}") from exc
         messages = [Message(r[0], str(r[1]), r[2], r[3], r[4], r[5]) for r in rows[:limit]]
@@ -267,6 +157,6 @@ class SqliteLog(StoredLog):
 
     async def rooms(self) -> list[str]:
         try:
-            return await self._run(self._read_rooms)
+            return await self._run(self._file.read_rooms)
         except sqlite3.Error as exc:
             raise BrokerUnavailable(f"room list read failed: {exc}") from exc

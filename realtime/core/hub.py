@@ -1,4 +1,4 @@
-"""Rooms of this process: join with presence, publish, and the fan-out pass.
+"""Rooms of this process: join with history and presence, publish, disconnect.
 
 The hub is the Room core's entry point for transports. A transport hands it
 a :class:`~realtime.core.room.Sink` and gets a subscriber for the life of a
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from ..logs import event as log_event
+from .fanout import Fanout
 from .ports import Backend, History, Member, Page
 from .presence import Roster, by_transport
 from .protocol import Draft, Event, Message
@@ -49,8 +49,7 @@ class Hub:
         idempotency_window: float = 300.0,
     ) -> None:
         self.backend = backend
-        # Seconds a room's events wait to be written together (0: this pass).
-        self.write_delay = write_delay
+        self.fanout = Fanout(write_delay)
         self.idempotency_window = idempotency_window
         self.replay = replay
         self.history_size = history_size
@@ -58,15 +57,8 @@ class Hub:
         self.roster = Roster(backend.presence, backend.bus, presence_limit)
         self._rooms: dict[str, Room] = {}
         self._watching: dict[str, asyncio.Future[None]] = {}  # bus.watch still running
-        self._dirty: list[Room] = []
-        self._flush_scheduled = False
         self.dropped_slow = 0
         self.published = 0
-        self.delivered = 0
-        # Called once per flush pass with the seconds from the first event's
-        # arrival to the last write, and the number of deliveries.
-        self.on_fanout: Callable[[float, int], None] | None = None
-        self._pass_started = 0.0
         self.closed_by = Counter[str]()  # subscribers the server closed, by reason
         backend.bus.on_control = self._control
 
@@ -86,32 +78,12 @@ class Hub:
     def deliver(self, room: str, event: Event) -> None:
         """Fan an event out to this process's subscribers of ``room``."""
         local = self._rooms.get(room)
-        if local is None or not local.queue(event):
-            return
-        self._dirty.append(local)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._pass_started = time.perf_counter()
-            loop = asyncio.get_running_loop()
-            if self.write_delay:
-                loop.call_later(self.write_delay, self._flush)
-            else:
-                loop.call_soon(self._flush)
+        if local is not None and local.queue(event):
+            self.fanout.schedule(local)
 
-    def _flush(self) -> None:
-        """Once per loop pass: every room with queued events writes them."""
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        count = 0
-        for room in dirty:
-            try:
-                count += room.flush()
-            except Exception:  # one broken room must not silence the others
-                room.pending.clear()
-                log.exception("fan-out to room %s failed", room.name)
-        self.delivered += count
-        if self.on_fanout is not None and count:
-            self.on_fanout(time.perf_counter() - self._pass_started, count)
+    @property
+    def delivered(self) -> int:
+        return self.fanout.delivered
 
     # -- messages -------------------------------------------------------
     @property
