@@ -18,6 +18,7 @@ from realtime.client import (
     Backoff,
     Client,
     ClientGaveUp,
+    Disconnected,
     Message,
     Options,
     Presence,
@@ -281,3 +282,84 @@ async def test_server_killed_and_restarted_every_acknowledged_message_once(
     assert len(acked_ids) >= 150 and publisher.failed
     if os.environ.get("REALTIME_VERBOSE"):
         print(f"acked {len(acked_ids)}, failed {len(publisher.failed)}, reconnects {reconnects}")
+
+
+# -- deliberate disconnects through the server API ------------------------------
+
+API_KEY = "test-api-key-1"
+
+
+async def disconnect(server: Any, sub: Subscription, **body: Any) -> None:
+    """``POST /api/disconnect`` until ``sub`` noticed: a poll is reached only
+    while one of its requests is held (and presence, which the answer counts,
+    does not list polls)."""
+    for _ in range(200):
+        resp = await server.post("/api/disconnect", json=body, headers={"X-API-Key": API_KEY})
+        assert resp.status == 200, await resp.text()
+        if sub.transport != "poll":
+            assert (await resp.json())["disconnected"] == 1
+        for _ in range(5):
+            if sub.state is not State.LIVE or sub.reconnects:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError("the disconnect never reached the subscription")
+
+
+@pytest.mark.parametrize("transport", ALL)
+async def test_a_deliberate_disconnect_is_not_retried(
+    make_client: MakeClient, transport: str
+) -> None:
+    server = await make_client(api_key=API_KEY)
+    async with (
+        Client(base_url(server), user="ana", options=FAST) as client,
+        client.subscribe("r", transport=transport) as sub,
+    ):
+        await ready(sub)
+        await post(server, "r", "before")
+        await messages(sub, 1)
+        await disconnect(server, sub, user="ana", reason="banned")
+        with pytest.raises(Disconnected) as stopped:
+            await messages(sub, 1)
+        assert (stopped.value.code, stopped.value.reason) == (4000, "banned")
+        assert sub.state is State.CLOSED and sub.reconnects == 0
+
+
+@pytest.mark.parametrize("transport", ALL)
+async def test_a_disconnect_with_reconnect_resumes(make_client: MakeClient, transport: str) -> None:
+    server = await make_client(api_key=API_KEY)
+    async with (
+        Client(base_url(server), user="ana", options=FAST) as client,
+        client.subscribe("r", transport=transport) as sub,
+    ):
+        await ready(sub)
+        await disconnect(server, sub, user="ana", reconnect=True)
+        await post(server, "r", "after")
+        (after,) = await messages(sub, 1)
+        assert after.text == "after" and sub.reconnects == 1
+
+
+@pytest.mark.parametrize("transport", ALL)
+async def test_a_token_expiring_mid_stream_is_renewed_without_gap(
+    make_client: MakeClient, transport: str
+) -> None:
+    server = await make_client(secret=SECRET, private_rooms="team-*")
+    calls: list[int] = []
+
+    def fresh() -> str:
+        calls.append(1)
+        return tokens.mint(SECRET, "ana", ["team-*"], ttl=3600)
+
+    short = tokens.mint(SECRET, "ana", ["team-*"], ttl=2)
+    async with (
+        Client(base_url(server), token=short, token_provider=fresh, options=FAST) as client,
+        client.subscribe("team-a", transport=transport) as sub,
+    ):
+        await ready(sub)
+        ids = []
+        for i in range(30):  # about three seconds, across the token's exp
+            sent = await client.send("team-a", f"m{i}")
+            ids.append(sent.id)
+            await asyncio.sleep(0.1)
+        got = await messages(sub, 30)
+        assert [m.id for m in got] == ids
+        assert calls == [1] and sub.reconnects == 1
