@@ -35,23 +35,29 @@ from .helpers import post
 TABS = 8
 
 
-async def sse_connections(client: Any, base: str = "") -> int:
-    """The server's count of open SSE connections, from /metrics."""
-    resp = await client.get(base + "/metrics")
-    match = re.search(r'^realtime_connections\{transport="sse"\} (\S+)$', await resp.text(), re.M)
+async def open_connections(client: Any, transport: str = "sse") -> int:
+    """The server's count of open connections over ``transport``, from /metrics."""
+    resp = await client.get("/metrics")
+    line = rf'^realtime_connections\{{transport="{transport}"\}} (\S+)$'
+    match = re.search(line, await resp.text(), re.M)
     return int(float(match[1])) if match else 0
 
 
-async def open_tabs(pages: Pages, room: str, n: int = TABS) -> tuple[BrowserContext, list[Page]]:
-    """``n`` chat tabs of one profile on SSE as "ana"; the first one leads."""
+NAMES = {"ws": "WebSocket", "sse": "SSE"}
+
+
+async def open_tabs(
+    pages: Pages, room: str, n: int = TABS, transport: str = "sse"
+) -> tuple[BrowserContext, list[Page]]:
+    """``n`` chat tabs of one profile as "ana" (on SSE the first one leads)."""
     context = await pages.context()
     await context.add_init_script(
-        "localStorage.setItem('realtime.transport', 'sse');"
+        f"localStorage.setItem('realtime.transport', '{transport}');"
         "localStorage.setItem('realtime.name', 'ana');"
     )
     tabs = [await pages.open(f"/?room={room}", context=context) for _ in range(n)]
     for tab in tabs:
-        await expect(tab.locator("#status")).to_have_text("connected · SSE")
+        await expect(tab.locator("#status")).to_have_text(f"connected · {NAMES[transport]}")
     return context, tabs
 
 
@@ -81,7 +87,7 @@ async def test_eight_tabs_share_one_sse_connection_and_each_can_send(
     pages: Pages, client: TestClient[Any, Any]
 ) -> None:
     _, tabs = await open_tabs(pages, "tabs")
-    assert await sse_connections(client) == 1
+    assert await open_connections(client) == 1
     leader = await leader_of(tabs)
     for tab in tabs:
         held = "this tab" if tab is leader else "another tab"
@@ -98,7 +104,7 @@ async def test_eight_tabs_share_one_sse_connection_and_each_can_send(
         await expect(tab.locator(".message.pending")).to_have_count(0)
     await shows_exactly(tabs, ["from outside", *(f"from tab {i}" for i in range(TABS))])
     await expect(tabs[3].locator("#members .member")).to_have_count(1)  # one "ana", on SSE
-    assert await sse_connections(client) == 1
+    assert await open_connections(client) == 1
 
 
 async def test_closing_the_leader_hands_over_within_a_second_without_gap_or_duplicate(
@@ -127,7 +133,7 @@ async def test_closing_the_leader_hands_over_within_a_second_without_gap_or_dupl
     print(f"leader handover: {handover_ms} ms")
     assert 0 < handover_ms < 1000
     await shows_exactly(tabs, expected)
-    assert await sse_connections(client) == 1
+    assert await open_connections(client) == 1
 
 
 async def test_without_web_locks_each_tab_connects_on_its_own(
@@ -142,7 +148,7 @@ async def test_without_web_locks_each_tab_connects_on_its_own(
     for tab in tabs:
         await expect(tab.locator("#status")).to_have_text("connected · SSE")
         await expect(tab.locator("#share")).to_be_hidden()
-    assert await sse_connections(client) == 2
+    assert await open_connections(client) == 2
     await tabs[0].fill("#text", "alone")
     await tabs[0].press("#text", "Enter")
     await shows_exactly(tabs, ["alone"])
@@ -202,7 +208,7 @@ async def test_every_tab_resumes_without_gap_after_a_server_restart(
             for text in after:  # stored before the tabs are back: they resume to get them
                 await post(http, "restart", text, "bo")
             await shows_exactly(tabs, before + after)
-            assert await sse_connections(http) == 1
+            assert await open_connections(http) == 1
 
 
 APP_PAGE = '<!doctype html><link rel="icon" href="data:,"><title>an app elsewhere</title>'
@@ -377,6 +383,86 @@ async def token_refresh_in_a_private_room(pages: Pages, transport: str) -> None:
     assert ending["code"] == "token_expired"
 
 
+API_KEY = "test-api-key"
+
+
+async def api_disconnect(client: TestClient[Any, Any], **body: Any) -> int:
+    resp = await client.post("/api/disconnect", json=body, headers={"X-API-Key": API_KEY})
+    assert resp.status == 200, await resp.text()
+    count: int = (await resp.json())["disconnected"]
+    return count
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_a_deliberate_disconnect_reaches_every_tab_and_4001_brings_them_back(
+    browser: Browser, make_client: MakeClient, request: pytest.FixtureRequest, transport: str
+) -> None:
+    client = await make_client(api_key=API_KEY)
+    connections = 1 if transport == "sse" else 3  # shared over SSE, one each over WebSocket
+    async with pages_on(browser, str(client.make_url("/")), request) as pages:
+        _, tabs = await open_tabs(pages, "kick", 3, transport)
+        # Asked to come back: they do, resuming (over SSE the leader does, for all).
+        assert await api_disconnect(client, user="ana", reconnect=True) == connections
+        await post(client, "kick", "while kicked", "bo")
+        await shows_exactly(tabs, ["while kicked"])
+        for tab in tabs:
+            await expect(tab.locator("#status")).to_have_text(f"connected · {NAMES[transport]}")
+
+        # Told to stay away: every tab stops, none takes the lead in its place.
+        bye = await api_disconnect(client, user="ana", reason="bye", reconnect=False)
+        assert bye == connections
+        for tab in tabs:
+            await expect(tab.locator("#status")).to_have_text("closed")
+            await expect(
+                tab.locator(".notice", has_text="Disconnected by the server: bye")
+            ).to_have_count(1)
+        await asyncio.sleep(1)
+        assert await open_connections(client, transport) == 0
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse", "poll"])
+async def test_a_connection_closed_at_token_expiry_resumes_with_a_new_token(
+    browser: Browser, make_client: MakeClient, request: pytest.FixtureRequest, transport: str
+) -> None:
+    client = await make_client(secret=SECRET, private_rooms="team-*")
+    async with pages_on(browser, str(client.make_url("/")), request) as pages:
+        pages.network_errors_expected = True  # the stand-in page has no icon: a 404 logged
+        page = await pages.open("/healthz")
+        minted: list[str] = []
+
+        def fresh_token() -> str:
+            # The first lives 2 s: the server closes the connection when it expires.
+            minted.append(mint(SECRET, "ana", ["team-*"], 60 if minted else 2))
+            return minted[-1]
+
+        await page.expose_function("freshToken", fresh_token)
+        await page.evaluate(WITHIN)
+        await page.evaluate(
+            """async (transport) => {
+                const { connect } = await import("/client.js");
+                const tokenProvider = () => window.freshToken();
+                const conn = connect("team-x", { transport, tokenProvider });
+                window.texts = [];
+                window.codes = [];
+                conn.on("message", (m) => window.texts.push(m.text));
+                conn.on("state", (s) => s.code && window.codes.push(s.code));
+                const isOpen = (s) => s.state === "open";
+                await within(new Promise((ok) => conn.on("state", (s) => isOpen(s) && ok())));
+            }""",
+            transport,
+        )
+        bo = {"Authorization": "Bearer " + mint(SECRET, "bo", ["team-*"], 60)}
+        expected = [f"tick {i}" for i in range(12)]
+        for text in expected:  # across the expiry
+            resp = await client.post("/rooms/team-x/messages", json={"text": text}, headers=bo)
+            assert resp.status == 201, await resp.text()
+            await asyncio.sleep(0.25)
+        await page.wait_for_function(f"window.texts.length >= {len(expected)}")
+        await asyncio.sleep(0.3)
+        assert await page.evaluate("window.texts") == expected
+        assert len(minted) >= 2  # renewed
+
+
 async def test_tabs_sharing_a_private_room_send_and_catch_up_with_the_providers_token(
     browser: Browser, make_client: MakeClient, request: pytest.FixtureRequest
 ) -> None:
@@ -412,7 +498,7 @@ async def test_tabs_sharing_a_private_room_send_and_catch_up_with_the_providers_
         for tab in tabs:
             await tab.wait_for_function("window.texts.length === 2")
             assert await tab.evaluate("window.texts") == ["bo: earlier", "ana: from the follower"]
-        assert await sse_connections(client) == 1
+        assert await open_connections(client) == 1
 
 
 async def test_it_gives_up_after_the_deadline_without_a_connection(pages: Pages) -> None:

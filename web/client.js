@@ -658,9 +658,10 @@ class Share {
     else if (m.t === "snapshot") {
       if (m.presence && !this.presence) conn._emit("presence", (this.presence = m.presence), { relayed: true });
       this._mirror(m);
+    } else if (m.t === "state" && m.final) {
+      conn._stop("closed", { code: m.code, reason: m.reason, final: true }); // for every tab
     } else if (m.t === "state") {
       this._mirror(m);
-      if (m.final) conn._stop("closed", { code: m.code, reason: m.reason, final: true }); // for every tab
     }
   }
 
