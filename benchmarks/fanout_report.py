@@ -44,6 +44,20 @@ def with_descendants(pid: int) -> list[int]:
     return found
 
 
+def rss_mib(pids: Iterable[int]) -> float | None:
+    """Resident memory of these processes together (``VmRSS``), in MiB."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024 if total else None
+
+
 def total_cpu(pids: Iterable[int]) -> float:
     return sum(sum(cpu_split(p)) for p in pids)
 
@@ -108,6 +122,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("in time", "in_window_fraction", "{:.4f}"),
     ("srv cores", "server_cores", "{:.2f}"),
     ("srv us/dlv", "server_us_per_delivery", "{:.1f}"),
+    ("srv MiB", "server_rss_mib", "{:.0f}"),
     ("cli cores", "client_cores", "{:.2f}"),
 ]
 

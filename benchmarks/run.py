@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from benchmarks import rawclient
 from benchmarks.dialect import Endpoint
-from benchmarks.fanout_report import total_cpu, total_cpu_split, with_descendants
+from benchmarks.fanout_report import rss_mib, total_cpu, total_cpu_split, with_descendants
 from benchmarks.figures import summarize
 from benchmarks.pipe import Child, Children
 from benchmarks.publisher import PublishJob, publisher_main
@@ -200,6 +200,7 @@ def run_one(
             w.send("finish", expected, deadline, window[0] + nominal_window_ns(args))
         results = [w.expect("result", args.drain + 30) for w in workers]
         c2 = CpuClock.read(server_pids, workers, publisher)
+        rss = rss_mib(server_pids)  # with every subscriber still connected
     finally:
         children.stop()
         for sock in stalled:
@@ -207,6 +208,7 @@ def run_one(
     run = summarize(args, transport, n, via, ready, pub, results, (c0, c1, c2))
     drops_after = slow_drops(target.base_url)
     run["server"] = target.name
+    run["server_rss_mib"] = rss
     run["stalled"] = args.stalled
     run["slow_consumers_dropped"] = (
         drops_after - drops_before if drops_before is not None and drops_after is not None else None
