@@ -522,3 +522,43 @@ async def test_it_gives_up_after_the_deadline_without_a_connection(pages: Pages)
             nowhere,
         )
     assert ending == {"state": "closed", "code": "gave_up", "errors": ["gave_up"], "attempts": 0}
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+async def test_the_chat_page_renews_its_token_before_it_expires(
+    browser: Browser, aiohttp_client: Any, request: pytest.FixtureRequest, transport: str
+) -> None:
+    """?token= and ?token_url=: the page asks the app's endpoint for a new token
+    ahead of exp; a WebSocket refreshes in place, SSE reconnects from its last
+    id; the server never has to end the connection for an expired token."""
+    from realtime import Settings, create_app
+
+    app = create_app(Settings(store="memory", secret=SECRET, private_rooms="team-*"))
+    handed: list[str] = []
+
+    async def token_endpoint(req: web.Request) -> web.Response:
+        handed.append(mint(SECRET, "ana", ["team-*"], 60))
+        return web.json_response({"token": handed[-1]})
+
+    app.router.add_get("/app/realtime-token", token_endpoint)
+    client = await aiohttp_client(app)
+    first = mint(SECRET, "ana", ["team-*"], 3)
+    async with pages_on(browser, str(client.make_url("/")), request) as pages:
+        context = await pages.context()
+        await context.add_init_script(f"localStorage.setItem('realtime.transport', '{transport}');")
+        page = await pages.open(
+            f"/?room=team-a&token={first}&token_url=/app/realtime-token", context=context
+        )
+        await expect(page.locator("#status")).to_have_text(f"connected · {NAMES[transport]}")
+        await asyncio.sleep(4.5)  # past the first token's exp
+        bo = {"Authorization": "Bearer " + mint(SECRET, "bo", ["team-*"], 60)}
+        resp = await client.post("/rooms/team-a/messages", json={"text": "later"}, headers=bo)
+        assert resp.status == 201
+        await expect(page.locator(".message .text")).to_have_text(["later"])
+        await expect(page.locator("#status")).to_have_text(f"connected · {NAMES[transport]}")
+        assert handed, "the page never asked for a new token"
+        metrics = await (await client.get("/metrics")).text()
+        metric = r"^realtime_token_expiries(?:_total)?(?:\{[^}]*\})? (\S+)$"
+        expiries = re.findall(metric, metrics, re.M)
+        assert expiries and all(float(v) == 0 for v in expiries), expiries
+        await expect(page.locator(".notice.warn")).to_have_count(0)

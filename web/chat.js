@@ -25,8 +25,31 @@ let user = localStorage.getItem("realtime.name") || `guest-${Math.random().toStr
 const stored = localStorage.getItem("realtime.transport");
 let transport = Object.hasOwn(TRANSPORT_NAMES, stored) ? stored : "ws";
 let conn = null;
-const shownIds = new Set();
+// Private rooms: ?token= is the first token; ?token_url= (a path on this
+// origin, e.g. your backend behind the same proxy) answers a fresh one, as
+// text or {"token": …}, whenever the client needs it: before the token
+// expires, and after the server ended a connection at its exp.
+const tokenUrl = sameOrigin(params.get("token_url"));
+const tokenOptions = {
+  token: params.get("token") || undefined,
+  tokenProvider: tokenUrl ? () => fetchToken(tokenUrl) : undefined,
+};
 const pending = new Map(); // client_id -> <li> shown before the server's copy
+
+function sameOrigin(path) {
+  if (!path) return null;
+  const url = new URL(path, location.origin);
+  return url.origin === location.origin ? url : null;
+}
+
+async function fetchToken(url) {
+  const resp = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+  if (!resp.ok) throw new Error(`token endpoint answered ${resp.status}`);
+  const body = (await resp.text()).trim();
+  return body.startsWith("{") ? JSON.parse(body).token : body;
+}
+
+const shownIds = new Set();
 
 function formatTime(ts) {
   const date = new Date(ts * 1000);
@@ -128,7 +151,7 @@ function connect() {
   const since = conn ? conn.lastId : null;
   if (conn) conn.close();
   $("share").hidden = true;
-  conn = open(room, { transport, user, since });
+  conn = open(room, { transport, user, since, ...tokenOptions });
   for (const type of ["message", "presence", "gap", "error"]) conn.on(type, onEvent);
   conn.on("state", onState);
   conn.on("share", onShare);

@@ -117,7 +117,7 @@ export interface ConnectOptions {
   since?: string | null;
   /** JWT for private rooms (WebSocket subprotocol, ?token= for SSE and polling, Bearer for POST). */
   token?: string;
-  /** Asked for a token before connecting when there is none or it expires within 5 s, and after the server ends a connection because the token expired. */
+  /** Asked for a token before connecting when there is none or it expires within 5 s, before the open connection's token expires (a WebSocket sends {"type":"refresh"} in place; SSE and long-polling reconnect from the last id), and after the server ends a connection because the token expired. */
   tokenProvider?: () => string | Promise<string>;
   /** Share one connection among this origin's tabs (Web Locks + BroadcastChannel). Default: true for "sse". */
   shared?: boolean;

@@ -293,6 +293,7 @@ class Connection {
     this._gen += 1;
     clearTimeout(this._timer);
     clearTimeout(this._healthy);
+    clearTimeout(this._renewal);
     const link = this._link;
     this._link = null;
     if (link) link.close();
@@ -306,6 +307,40 @@ class Connection {
     clearTimeout(this._healthy);
     this._healthy = setTimeout(() => (this._attempt = 0), this.backoff.healthyMs);
     this._setState("open");
+    this._planRenewal(gen);
+  }
+
+  // With a tokenProvider, renew the token before it expires: a WebSocket in
+  // place ({"type":"refresh"}), SSE and long-polling by reconnecting with the
+  // new token from the last id (no gap). Without one, the server ends the
+  // connection at the token's exp (4003 / token_expired).
+  _planRenewal(gen) {
+    clearTimeout(this._renewal);
+    const expires = this.token ? tokenExpiry(this.token) : null;
+    if (!this.tokenProvider || expires === null) return;
+    const left = expires - Date.now();
+    const ahead = Math.min(30000, Math.max(1000, left / 5));
+    this._renewal = setTimeout(() => this._renew(gen), Math.max(0, left - ahead));
+  }
+
+  async _renew(gen) {
+    let token;
+    try {
+      token = await this.tokenProvider();
+    } catch (err) {
+      // Not fatal: at exp the server ends the link and _open asks again.
+      this._emit("error", { type: "error", code: "token_refresh_failed", detail: String(err) }, {});
+      return;
+    }
+    if (gen !== this._gen || !this._link) return;
+    this.token = token;
+    if (this._link.ws && this._link.ws.readyState === WebSocket.OPEN) {
+      this._link.ws.send(JSON.stringify({ type: "refresh", token }));
+      this._planRenewal(gen);
+    } else {
+      this._drop();
+      this._open();
+    }
   }
 
   // The link ended. how.retry: "now" | "soon" | "backoff" | "token" | "never".
@@ -313,6 +348,7 @@ class Connection {
     if (gen !== this._gen || !this._wanted) return;
     this._link = null;
     clearTimeout(this._healthy);
+    clearTimeout(this._renewal);
     const extra = how.code ? { code: how.code, reason: how.reason || "" } : {};
     if (how.retry === "never") {
       this._stop("closed", { ...extra, final: true });
