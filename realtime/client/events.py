@@ -12,38 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# The server's own message type and id order (pure Python: no server code loads).
+from ..core.protocol import Message as Message
+from ..core.protocol import ProtocolError, parse_id
+
 
 def id_key(value: str) -> tuple[int, int]:
     """Sort key of a message id: ``"17"`` → ``(17, 0)``, ``"1700-3"`` → ``(1700, 3)``."""
-    head, sep, tail = value.partition("-")
-    if not (value.isascii() and head.isdigit()) or (sep and not tail.isdigit()):
-        raise ValueError(f"not a message id: {value[:40]!r}")
-    return int(head), int(tail) if sep else 0
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A stored message of a room."""
-
-    room: str
-    id: str
-    user: str
-    text: str
-    ts: float
-    client_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": "message",
-            "room": self.room,
-            "id": self.id,
-            "user": self.user,
-            "text": self.text,
-            "ts": self.ts,
-        }
-        if self.client_id is not None:
-            out["client_id"] = self.client_id
-        return out
+    try:
+        return parse_id(value)
+    except ProtocolError as exc:
+        raise ValueError(exc.detail) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +96,7 @@ def _opt_str(value: Any) -> str | None:
 def parse_message(data: dict[str, Any]) -> Message:
     msg_id = str(data["id"])
     id_key(msg_id)
-    return Message(
-        room=str(data["room"]),
-        id=msg_id,
-        user=str(data["user"]),
-        text=str(data["text"]),
-        ts=float(data["ts"]),
-        client_id=_opt_str(data.get("client_id")),
-    )
+    return Message.from_body(str(data["room"]), msg_id, data)
 
 
 def parse_event(data: dict[str, Any]) -> Event | None:
