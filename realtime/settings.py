@@ -101,7 +101,8 @@ _METAVAR_NAMES: dict[str, str] = {"write_delay": "MS"}
 USAGE = """python -m realtime [options]             serve (the options below)
        python -m realtime token --user NAME ...  print a signed token for private rooms
        python -m realtime listen ROOM ...        print a room's events (Ctrl-C to stop)
-       python -m realtime send ROOM TEXT ...     send one message"""
+       python -m realtime send ROOM TEXT ...     send one message
+       python -m realtime publish ROOM TEXT ...  publish through the server API (--api-key)"""
 
 
 def env_name(field: str) -> str:
@@ -112,11 +113,11 @@ def build_parser(prog: str = "python -m realtime") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         usage=USAGE,
-        description="Chat rooms over WebSocket and Server-Sent Events.",
+        description="Chat rooms over WebSocket, Server-Sent Events and long-polling.",
         epilog="Every option can also be set by the environment variable shown "
         "in brackets; a flag wins over the variable. Subcommands (each with --help): "
         "token (mint a token for private rooms), listen ROOM (print a room's events), "
-        "send ROOM TEXT (send a message).",
+        "send ROOM TEXT (send a message), publish ROOM TEXT (through the server API).",
     )
     defaults = Settings()
     for f in fields(Settings):

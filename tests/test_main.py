@@ -99,9 +99,23 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_subcommands() -> None:
     out = run_cli("--help")
     assert out.returncode == 0
-    for command in ["token --user NAME", "listen ROOM", "send ROOM TEXT"]:
+    for command in ["token --user NAME", "listen ROOM", "send ROOM TEXT", "publish ROOM TEXT"]:
         assert f"python -m realtime {command}" in out.stdout
     assert "--backlog" in out.stdout and "--request-timeout" in out.stdout
+
+
+def test_a_redis_broker_without_the_redis_package_is_one_clear_line() -> None:
+    # As if the optional extra were not installed: importing redis fails.
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from realtime.__main__ import main\n"
+        "main(['--broker', 'redis://127.0.0.1:1/0', '--port', '0'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 3
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if "ERROR" in line]
+    assert len(lines) == 1 and "needs the redis package" in lines[0], out.stderr
 
 
 async def test_a_port_in_use_is_one_clear_line_and_exit_code_2() -> None:

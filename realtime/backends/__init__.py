@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 
-from ..core.ports import Backend, Bus, MessageLog
+from ..core.ports import Backend, BrokerUnavailable, Bus, MessageLog
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis-sentinel", "redis-cluster")
 
@@ -35,7 +35,15 @@ def create_backend(
         log = create_log(store_url, history_size, bus, max_rooms, followed=bus.watched)
         return Backend("memory", log, LocalPresence(), bus)
     if is_redis_url(url):
-        from .redis import create_redis_backend
+        try:
+            from .redis import create_redis_backend
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "redis":
+                raise
+            raise BrokerUnavailable(
+                f"--broker {scheme}:// needs the redis package: pip install 'realtime[redis]' "
+                "(in a checkout: .venv/bin/pip install -e '.[redis]')"
+            ) from None
 
         return create_redis_backend(
             url, history_size=history_size, wait=redis_wait, wait_timeout=redis_wait_timeout
