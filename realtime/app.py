@@ -16,7 +16,7 @@ from .core.room import CloseReason
 from .metrics import CONTENT_TYPE, Metrics
 from .policy.origin import origin_allowed
 from .settings import Settings
-from .transports import http, poll, sse, websocket
+from .transports import echo, http, poll, sse, websocket
 from .transports.api import create_api
 from .transports.errors import quiet_client_faults
 from .transports.guard import GUARD, Guard
@@ -162,7 +162,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
             web.post("/rooms/{room}/messages", http.post_message),
             web.get("/rooms/{room}/messages", http.get_messages),
             web.options("/rooms/{room}/messages", _preflight),
-            web.get("/ws/echo", websocket.echo_socket),
+            web.get("/ws/echo", echo.echo_socket),
             web.get("/ws", websocket.room_socket),
             web.get("/sse", sse.room_events),
             web.get("/healthz", http.healthz),

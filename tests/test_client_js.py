@@ -562,3 +562,31 @@ async def test_the_chat_page_renews_its_token_before_it_expires(
         expiries = re.findall(metric, metrics, re.M)
         assert expiries and all(float(v) == 0 for v in expiries), expiries
         await expect(page.locator(".notice.warn")).to_have_count(0)
+
+
+async def test_a_refused_websocket_send_rejects_at_once_with_the_servers_code(
+    browser: Browser, make_client: MakeClient, request: pytest.FixtureRequest
+) -> None:
+    client = await make_client(rate_limit="1/min", rate_burst=1)
+    async with pages_on(browser, str(client.make_url("/")), request) as pages:
+        pages.network_errors_expected = True  # the stand-in page has no icon: a 404 logged
+        page = await pages.open("/healthz")
+        await page.evaluate(WITHIN)
+        outcome = await page.evaluate(
+            """async () => {
+                const { connect } = await import("/client.js");
+                const conn = connect("limits", { transport: "ws" });
+                const isOpen = (s) => s.state === "open";
+                await within(new Promise((ok) => conn.on("state", (s) => isOpen(s) && ok())));
+                const first = await conn.send("one");
+                const started = performance.now();
+                try {
+                    await conn.send("two");
+                    return { first: first.text, second: "accepted" };
+                } catch (err) {
+                    return { first: first.text, second: err.code, ms: performance.now() - started };
+                }
+            }"""
+        )
+    assert outcome["first"] == "one" and outcome["second"] == "rate_limited"
+    assert outcome["ms"] < 2000  # the server named the send: no waiting for a timeout

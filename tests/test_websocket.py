@@ -287,3 +287,19 @@ async def test_the_log_names_the_close_code_sent(
             await asyncio.sleep(0.01)
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("disconnect "))
     assert "code=1009" in line, line
+
+
+async def test_an_error_answering_a_send_names_its_client_id(make_client: MakeClient) -> None:
+    client = await make_client(rate_limit="1/min", rate_burst=2)  # two sends, then refused
+    async with client.ws_connect("/rooms/ids/ws") as ws:
+        await ws_until(ws, "presence")
+        await ws.send_json({"text": " ", "client_id": "c-empty"})
+        refused = await ws_until(ws, "error")
+        assert refused["code"] == "empty_text" and refused["client_id"] == "c-empty"
+        await ws.send_str('{"text": "ok", "client_id": "c-1"}')
+        assert (await ws_until(ws, "message"))["client_id"] == "c-1"
+        await ws.send_json({"text": "one too many", "client_id": "c-2"})
+        limited = await ws_until(ws, "error")
+        assert limited["code"] == "rate_limited" and limited["client_id"] == "c-2"
+        await ws.send_str("{not json")
+        assert "client_id" not in await ws_until(ws, "error")

@@ -221,6 +221,14 @@ class Connection {
         this._pending.delete(event.client_id);
         waiting.resolve(event);
       }
+    } else if (event.type === "error" && event.client_id) {
+      // The server refused one of our WebSocket sends: it names the send.
+      const waiting = this._pending.get(event.client_id);
+      if (waiting) {
+        clearTimeout(waiting.timer);
+        this._pending.delete(event.client_id);
+        waiting.reject(new ClientError(event.code, event.detail));
+      }
     } else if (event.type === "gap") {
       // The server no longer holds our last id (or forgot it, after a reset):
       // what follows starts a new sequence.

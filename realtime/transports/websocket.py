@@ -11,7 +11,15 @@ from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from ..core.hub import Hub
 from ..core.ports import BrokerUnavailable
-from ..core.protocol import Draft, Event, ProtocolError, decode_json, dumps, parse_send
+from ..core.protocol import (
+    CLIENT_ID_MAX,
+    Draft,
+    Event,
+    ProtocolError,
+    decode_json,
+    dumps,
+    parse_send,
+)
 from ..core.room import CloseReason, Subscriber
 from ..policy.tokens import TokenError
 from .endings import APP_CODES
@@ -19,7 +27,7 @@ from .errors import json_error
 from .guard import GUARD, Guard, Target
 from .masking import masked_only
 from .session import Session, bound_send_buffer, session, socket_transport
-from .state import CLOSING, ECHO_SOCKETS, HUB, SETTINGS
+from .state import CLOSING, HUB, SETTINGS
 
 NAME = "ws"
 CLOSE_CODES = {
@@ -122,7 +130,7 @@ class WebSocketSink:
         await self._closer.close(WSCloseCode.TRY_AGAIN_LATER, "history unavailable")
 
 
-def _ws_response(request: web.Request) -> web.WebSocketResponse:
+def ws_response(request: web.Request) -> web.WebSocketResponse:
     if request.headers.get("Sec-WebSocket-Version", "13") != "13":
         # aiohttp also upgrades the drafts 7 and 8; RFC 6455 section 4.4
         # asks for 426 naming the version spoken.
@@ -154,7 +162,7 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
     guard = request.app[GUARD]
     guard.check_origin(request)
     target = guard.admit(request, request.query.get("since"))
-    ws = _ws_response(request)
+    ws = ws_response(request)
     closer = Closer(ws, request)
     async with session(request, target, NAME) as s:
         masked_only(request, closer.close)
@@ -200,7 +208,7 @@ class Reader:
             if msg.type is WSMsgType.TEXT:
                 wait = self.guard.take_send(self.request, self.bucket, NAME)
                 if wait > 0:
-                    await rate_limited(ws, wait)
+                    await rate_limited(ws, wait, client_id_of(msg.data))
                     continue
                 await self.publish(msg.data)
             else:
@@ -208,14 +216,16 @@ class Reader:
 
     async def publish(self, raw: str) -> None:
         t = self.target
+        client_id = None
         try:
             data = decode_json(raw)
+            client_id = client_id_in(data)
             if isinstance(data, dict) and data.get("type") == "refresh":
                 await self.refresh(data.get("token"))
                 return
             draft = parse_send(data, room=t.room, user=t.user, max_bytes=self.max_bytes)
         except ProtocolError as exc:
-            await send_error(self.ws, exc.code, exc.detail)
+            await send_error(self.ws, exc.code, exc.detail, client_id)
             return
         if not self.hub.ordered_appends:
             await self._store(draft)
@@ -231,7 +241,7 @@ class Reader:
         try:
             await self.hub.publish(draft)
         except BrokerUnavailable as exc:
-            await send_error(self.ws, "unavailable", f"message not stored: {exc}")
+            await send_error(self.ws, "unavailable", f"message not stored: {exc}", draft.client_id)
 
     async def refresh(self, token: object) -> None:
         """``{"type":"refresh","token":…}``: move the connection's expiry."""
@@ -243,37 +253,35 @@ class Reader:
         await self.ws.send_str(dumps({"type": "refreshed", "exp": int(grant.exp)}))
 
 
-async def rate_limited(ws: web.WebSocketResponse, wait: float) -> None:
-    await send_error(ws, "rate_limited", f"too many messages; retry in {wait:.1f} s")
+def client_id_in(data: object) -> str | None:
+    """The ``client_id`` a send named, when it is one a reply may echo."""
+    if isinstance(data, dict):
+        value = data.get("client_id")
+        if isinstance(value, str) and len(value) <= CLIENT_ID_MAX and value.isprintable():
+            return value
+    return None
 
 
-async def send_error(ws: web.WebSocketResponse, code: str, detail: str) -> None:
+def client_id_of(raw: str) -> str | None:
+    """The ``client_id`` of a frame refused before it was read (rate limit)."""
+    try:
+        return client_id_in(decode_json(raw))
+    except ProtocolError:
+        return None
+
+
+async def rate_limited(
+    ws: web.WebSocketResponse, wait: float, client_id: str | None = None
+) -> None:
+    await send_error(ws, "rate_limited", f"too many messages; retry in {wait:.1f} s", client_id)
+
+
+async def send_error(
+    ws: web.WebSocketResponse, code: str, detail: str, client_id: str | None = None
+) -> None:
+    """An error event; one that answers a send carries the send's ``client_id``."""
     if not ws.closed:
-        await ws.send_str(dumps({"type": "error", "code": code, "detail": detail}))
-
-
-async def echo_socket(request: web.Request) -> web.WebSocketResponse:
-    """``GET /ws/echo``: replies ``ECHO: <text>`` to the sender only."""
-    registry = request.app[ECHO_SOCKETS]
-    guard = request.app[GUARD]
-    guard.check_origin(request)
-    ws = _ws_response(request)
-    closer = Closer(ws, request)
-    bucket = guard.connection_bucket()
-    async with guard.connection(request):
-        masked_only(request, closer.close)
-        await ws.prepare(request)
-        registry.add(ws)
-        try:
-            async for msg in closer.frames():
-                if msg.type is WSMsgType.TEXT:
-                    wait = guard.take_send(request, bucket, NAME)
-                    if wait > 0:
-                        await rate_limited(ws, wait)
-                        continue
-                    await ws.send_str(f"ECHO: {msg.data}")
-                else:
-                    await send_error(ws, "unsupported_data", "send text frames, not binary")
-        finally:
-            registry.discard(ws)
-    return ws
+        error = {"type": "error", "code": code, "detail": detail}
+        if client_id is not None:
+            error["client_id"] = client_id
+        await ws.send_str(dumps(error))
