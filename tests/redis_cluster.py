@@ -21,7 +21,7 @@ import redis
 
 from realtime.workers import free_port
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, wait_until
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 NODE_TIMEOUT_MS = 1000
@@ -148,12 +148,7 @@ class LocalCluster:
         return True
 
     def wait_ok(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.healthy():
-                return
-            time.sleep(0.05)
-        raise RuntimeError("the Redis Cluster did not become healthy")
+        wait_until(self.healthy, timeout, "the Redis Cluster")
 
     def wait_failover(self, old_master: RedisServer, key: str, timeout: float = 15.0) -> float:
         """Seconds until ``key``'s slot is served by a master other than ``old_master``."""

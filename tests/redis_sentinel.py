@@ -20,7 +20,7 @@ import redis
 from realtime.workers import free_port
 
 from .redis_cluster import admin
-from .redis_server import REDIS_SERVER, RedisServer, raw_ping
+from .redis_server import REDIS_SERVER, RedisServer, spawn_answering, stop, wait_until
 
 SERVICE = "rt"
 DOWN_AFTER_MS = 1000
@@ -51,19 +51,12 @@ class SentinelProcess:
             args = [SENTINEL_BIN, str(self.conf)]
         else:
             args = [REDIS_SERVER, str(self.conf), "--sentinel"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if raw_ping(self.port):
-                return
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"sentinel did not start on port {self.port}")
+        self.proc = spawn_answering(args, self.port, timeout)
+        if self.proc is None:
+            raise RuntimeError(f"sentinel did not start on port {self.port}")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc)
         self.proc = None
 
 
@@ -151,12 +144,7 @@ class LocalSentinel:
             return False
 
     def wait_ok(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.healthy():
-                return
-            time.sleep(0.05)
-        raise RuntimeError("the Sentinel setup did not become healthy")
+        wait_until(self.healthy, timeout, "the Sentinel setup")
 
     def wait_failover(self, old_master: RedisServer, timeout: float = 15.0) -> float:
         """Seconds until the sentinels name a master other than ``old_master``."""

@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,37 @@ def raw_ping(port: int, timeout: float = 0.2) -> bool:
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def spawn_answering(
+    args: Sequence[str], port: int, timeout: float
+) -> subprocess.Popen[bytes] | None:
+    """Start a Redis-speaking process; once it answers ``PING`` on ``port``,
+    else ``None`` (and the process is gone)."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if raw_ping(port):
+            return proc
+        time.sleep(0.02)
+    stop(proc)
+    return None
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL: what a crash or a pulled plug looks like to clients."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not become healthy")
 
 
 class RedisServer:
@@ -73,22 +104,14 @@ class RedisServer:
         for _ in range(attempts):
             if not self.port or attempts > 1:
                 self.port = free_port()
-            self.proc = subprocess.Popen(
-                self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if raw_ping(self.port):
-                    return
-                time.sleep(0.02)
-            self.kill()
+            self.proc = spawn_answering(self._args(), self.port, timeout)
+            if self.proc is not None:
+                return
         raise RuntimeError(f"redis-server did not start ({REDIS_SERVER})")
 
     def kill(self) -> None:
         """SIGKILL: what a crash or a pulled plug looks like to clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc)
         self.proc = None
 
 
