@@ -30,7 +30,7 @@ from redis.asyncio.client import PubSub
 
 from ...core.ports import BrokerUnavailable, Bus, Deliver
 from ...core.protocol import Event, Message, dumps, parse_id
-from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection
+from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection, stop_task
 from .keys import CHANNEL_PATTERN, CONTROL_ROOM, channel, room_of, to_message
 from .log import RedisLog
 
@@ -167,10 +167,7 @@ class RedisBus(StreamBus):
     async def close(self) -> None:
         if self.conn.closed:
             return
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.conn.close()
 
     @property

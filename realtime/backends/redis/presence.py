@@ -19,7 +19,7 @@ from typing import Any
 
 from ...core.ports import BrokerUnavailable, Member, Presence
 from ...core.protocol import dumps
-from .connection import RedisConnection
+from .connection import RedisConnection, stop_task
 from .keys import ROOMS_KEY, members_key, proc_key
 
 log = logging.getLogger("realtime.redis")
@@ -42,10 +42,7 @@ class RedisPresence(Presence):
         self._task = asyncio.get_running_loop().create_task(self._heartbeat(), name="heartbeat")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         with contextlib.suppress(BrokerUnavailable):
             async with self.conn.command("presence cleanup") as r:
                 pipe = r.pipeline(transaction=False)

@@ -29,7 +29,7 @@ from redis.asyncio.client import PubSub
 from ...core.ports import BrokerUnavailable, Deliver
 from ...core.protocol import Event
 from .bus import LISTEN_DEAD, LISTEN_IDLE, StreamBus
-from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection
+from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection, stop_task
 from .keys import CONTROL_ROOM, channel, room_of
 from .log import RedisLog
 
@@ -94,10 +94,7 @@ class NodeListener:
 
     async def close(self) -> None:
         self.dead = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         with contextlib.suppress(*ERRORS):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         with contextlib.suppress(*ERRORS):
@@ -163,10 +160,7 @@ class ShardedBus(StreamBus):
     async def close(self) -> None:
         if self.conn.closed:
             return
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         for listener in list(self._listeners.values()):
             await listener.close()
         self._listeners.clear()
