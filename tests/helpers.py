@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,3 +157,13 @@ async def raw_ws(client: Any, path: str, *, version: str = "13") -> RawSocket:
     async with asyncio.timeout(5):
         head = await reader.readuntil(b"\r\n\r\n")
     return RawSocket(reader, writer, *parse_head(head))
+
+
+def realtime_process(port: int, store: str, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m realtime`` on ``port`` with that ``--store``; its log is
+    kept on stderr (a pipe) for the test's failure message."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "realtime", "--port", str(port), "--store", store, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

@@ -6,7 +6,6 @@ import asyncio
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from realtime.core.protocol import Draft, Event
 from realtime.workers import free_port
 
 from .conftest import MakeClient
-from .helpers import SseReader, post, ws_json, ws_messages
+from .helpers import SseReader, post, realtime_process, ws_json, ws_messages
 from .test_main import wait_healthy
 
 delivered: list[tuple[str, Event]] = []
@@ -74,21 +73,7 @@ async def test_sqlite_keeps_history_across_reopen(tmp_path: Path) -> None:
 
 
 def start_server(port: int, store: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "realtime",
-            "--port",
-            str(port),
-            "--store",
-            store,
-            "--rate-burst",
-            "1000",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    return realtime_process(port, store, "--rate-burst", "1000")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])

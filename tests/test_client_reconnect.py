@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from realtime.policy import tokens
 from realtime.workers import free_port
 
 from .conftest import MakeClient
-from .helpers import post
+from .helpers import post, realtime_process
 from .test_client_subscription import ALL, FAST, STREAMS, base_url, cut, first_of, messages, ready
 from .test_main import wait_healthy
 
@@ -146,25 +145,8 @@ async def test_expired_token_is_replaced_by_the_provider(
 
 
 def start_server(port: int, db: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "realtime",
-            "--port",
-            str(port),
-            "--store",
-            f"sqlite:{db}",
-            "--rate-limit",
-            "10000/s",
-            "--rate-burst",
-            "10000",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    limits = ("--rate-limit", "10000/s", "--rate-burst", "10000")
+    return realtime_process(port, f"sqlite:{db}", *limits, "--log-level", "WARNING")
 
 
 class Publisher:
