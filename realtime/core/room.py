@@ -17,6 +17,7 @@ import enum
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .batch import GONE_ERRORS, Batch, Ended
 from .ports import Member
 from .protocol import Event, Wire, parse_id
 
@@ -61,6 +62,13 @@ class Sink(Protocol):
         plus these are what the client has not received: both count toward
         the subscriber's bound."""
 
+    @property
+    def descriptor(self) -> int:
+        """A duplicate of the socket's file descriptor that the room may
+        write to directly while the writer holds no unsent bytes, or -1
+        (see :mod:`.batch`). The sink closes it once the subscriber has
+        left the room, never before."""
+
     def close(self, reason: CloseReason, detail: str = "") -> None:
         """Called once, when the subscriber is closed by the server;
         ``detail`` replaces the reason's own text (a disconnect's reason)."""
@@ -73,9 +81,6 @@ class SubState(enum.Enum):
 
 
 NO_ID = (-1, -1)
-# What writing to a connection that is already closed raises (uvloop raises
-# RuntimeError for a closed handle).
-GONE_ERRORS = (RuntimeError, ConnectionError)
 
 
 class Subscriber:
@@ -87,6 +92,7 @@ class Subscriber:
         "_max_buffer",
         "_on_close",
         "close_reason",
+        "descriptor",
         "max_buffer",
         "member",
         "room",
@@ -109,6 +115,7 @@ class Subscriber:
         self.room = room
         self.wire = sink.wire
         self.writer = sink.writer
+        self.descriptor = sink.descriptor
         self.state = SubState.SYNCING
         self.close_reason: CloseReason | None = None
         self._held: list[Event] = []
@@ -200,16 +207,18 @@ class Room:
     """The subscribers of one room in this process, and its queued events.
 
     ``_plain`` holds the live subscribers with nothing to filter: the flush
-    writes the joined bytes to each. Everyone else (syncing, or just past a
-    replay) is in ``_other`` and takes the slower :meth:`Subscriber.offer`.
+    writes the joined bytes to each, a :class:`~.batch.Batch` per wire
+    format. Everyone else (syncing, or just past a replay) is in ``_other``
+    and takes the slower :meth:`Subscriber.offer`.
     """
 
-    __slots__ = ("_other", "_plain", "name", "pending")
+    __slots__ = ("_batches", "_other", "_plain", "name", "pending")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._plain: dict[Subscriber, None] = {}
         self._other: dict[Subscriber, None] = {}
+        self._batches: dict[Wire, Batch] | None = {}  # None: rebuild at the next flush
         self.pending: list[Event] = []
 
     def add(self, sub: Subscriber) -> None:
@@ -218,9 +227,11 @@ class Room:
     def promote(self, sub: Subscriber) -> None:
         if self._other.pop(sub, 0) is None:
             self._plain[sub] = None
+            self._batches = None
 
     def remove(self, sub: Subscriber) -> None:
-        self._plain.pop(sub, None)
+        if self._plain.pop(sub, 0) is None:
+            self._batches = None
         self._other.pop(sub, None)
 
     def queue(self, event: Event) -> bool:
@@ -234,26 +245,29 @@ class Room:
         if not events:
             return 0
         count = len(events)
-        joined: dict[int, bytes] = {}
+        batches = self._batches
+        if batches is None:
+            batches = self._batches = self._batch()
+        ended = Ended()
         delivered = 0
-        # The hot loop: one write per subscriber, nothing else on the way.
-        for sub in list(self._plain):
-            wire = sub.wire
-            data = joined.get(id(wire))
-            if data is None:
-                data = joined[id(wire)] = b"".join(ev.encoded(wire) for ev in events)
-            writer = sub.writer
-            try:
-                writer.write(data)
-            except GONE_ERRORS:  # closed under us; its handler is ending
-                sub.close(CloseReason.GONE)
-                continue
-            if writer.get_write_buffer_size() > sub.max_buffer:
-                sub.close(CloseReason.SLOW)
-            delivered += count
+        for wire, batch in batches.items():
+            batch.send(b"".join(ev.encoded(wire) for ev in events), ended)
+            delivered += count * len(batch)
+        for sub in ended.gone:
+            if sub.state is not SubState.CLOSED:
+                delivered -= count
+            sub.close(CloseReason.GONE)
+        for sub in ended.slow:
+            sub.close(CloseReason.SLOW)
         for sub in list(self._other):
             delivered += sub.offer(events)
         return delivered
+
+    def _batch(self) -> dict[Wire, Batch]:
+        by_wire: dict[Wire, list[Subscriber]] = {}
+        for sub in self._plain:
+            by_wire.setdefault(sub.wire, []).append(sub)
+        return {wire: Batch(subs) for wire, subs in by_wire.items()}
 
     def __iter__(self) -> Iterator[Subscriber]:
         yield from self._plain

@@ -54,6 +54,7 @@ class PollSink:
         self.refused: BrokerUnavailable | None = None
         self.writer = self
         self.kernel_buffer = 0
+        self.descriptor = -1  # the answer is one body, written by aiohttp
 
     def write(self, data: bytes) -> None:
         self.buffer += data

@@ -17,7 +17,7 @@ from ..core.room import CloseReason, Subscriber
 from .endings import final_event
 from .errors import json_error
 from .guard import GUARD
-from .session import bound_send_buffer, session, socket_transport
+from .session import bound_send_buffer, session, socket_descriptor, socket_transport
 from .state import SETTINGS
 
 NAME = "sse"
@@ -48,6 +48,7 @@ class SseSink:
         self._transport = self.writer = socket_transport(request)
         max_buffer = request.app[SETTINGS].max_buffer_bytes
         self.kernel_buffer = bound_send_buffer(self._transport, max_buffer)
+        self.descriptor = socket_descriptor(self._transport)
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         final = final_event(reason, detail)

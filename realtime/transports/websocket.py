@@ -26,7 +26,7 @@ from .endings import APP_CODES
 from .errors import json_error
 from .guard import GUARD, Guard, Target
 from .masking import masked_only
-from .session import Session, bound_send_buffer, session, socket_transport
+from .session import Session, bound_send_buffer, session, socket_descriptor, socket_transport
 from .state import CLOSING, HUB, SETTINGS
 
 NAME = "ws"
@@ -116,6 +116,7 @@ class WebSocketSink:
         self._closer = closer
         self.writer = transport = socket_transport(request)
         self.kernel_buffer = bound_send_buffer(transport, request.app[SETTINGS].max_buffer_bytes)
+        self.descriptor = socket_descriptor(transport)
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
 
     def close(self, reason: CloseReason, detail: str = "") -> None:

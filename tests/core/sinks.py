@@ -30,6 +30,7 @@ class MemorySink:
         self.gone = False
         self.writer = self
         self.kernel_buffer = 0
+        self.descriptor = -1
 
     def write(self, data: bytes) -> None:
         if self.gone:
