@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,15 @@ import aiohttp
 
 from benchmarks import rawclient
 from benchmarks.rawclient import EventParser
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait up to 5 s for ``condition()``."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
 
 
 async def post(client: Any, room: str, text: str, user: str = "poster") -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from realtime.client.sending import find_sent
 from realtime.policy import tokens
 
 from .conftest import MakeClient
+from .helpers import until
 from .proxy import Proxy
 from .test_client_subscription import FAST, base_url, cut, first_of, messages, ready
 
@@ -72,14 +72,6 @@ async def test_send_without_an_open_websocket_posts(
         with pytest.raises(Refused) as refused:
             await client.send("bad room!", "x")
         assert (refused.value.status, refused.value.code) == (400, "bad_room")
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out")
 
 
 async def test_a_send_cut_by_the_server_is_stored_exactly_once(make_client: MakeClient) -> None:

@@ -3,30 +3,28 @@ inner loop, where most of the server's user-space CPU goes.
 
 A subscriber's sink may hand the room a descriptor: the room's own duplicate
 of the socket's file descriptor (``Sink.descriptor``). The room writes the
-joined bytes to it with one ``os.write`` whenever the transport holds no
-unsent bytes of its own, so nothing the transport queued (a ping, a partly
-sent frame) can be overtaken. A short write hands the rest to the transport,
-which then holds bytes: until it has sent them, that subscriber's writes go
-through the transport, and its unsent bytes are checked against its bound.
-Subscribers without a descriptor (TLS, tests, long-polling) always go
-through their writer.
+joined bytes to it with one ``os.write`` while the transport holds no unsent
+bytes of its own, so nothing the transport queued (a ping, the rest of a
+frame) is overtaken. The transport says when it starts and stops holding
+bytes (``Sink.watch_unsent``), so the flush asks no transport anything. A
+short write hands the rest to the transport, which then holds bytes: until
+it has sent them, that subscriber's writes go through the transport, and its
+unsent bytes are checked against its bound. Subscribers without a descriptor
+(TLS, tests, long-polling) always go through their writer.
 
-Both passes over the subscribers (the transports' unsent bytes, then the
-writes) are ``map`` over parallel lists, so they run in C: no bytecode and
-no attribute lookups per delivery. Measured against a loop in Python, this
-halves the user-space time per delivery (``benchmarks/README.md``).
-
-A duplicate is used, not the transport's own descriptor, because the
-transport closes its descriptor the moment it closes, and the number may be
-given to the next accepted connection before the room hears of it. The
-duplicate is closed only after its subscriber has left the room.
+The writes are ``map(os.write, descriptors, repeat(data))``: the loop runs
+in C, with no bytecode and no object of the subscriber's touched per
+delivery; a Python loop calling each transport's ``write`` costs twice the
+user-space time (``benchmarks/README.md``).
 """
 
 from __future__ import annotations
 
 import os
+from array import array
+from collections.abc import Iterable
 from itertools import compress, repeat
-from operator import methodcaller, ne, not_
+from operator import ne, not_
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,9 +33,6 @@ if TYPE_CHECKING:
 # What writing to a connection that is already closed raises (uvloop raises
 # RuntimeError for a closed handle).
 GONE_ERRORS = (RuntimeError, ConnectionError)
-
-# Bytes a writer holds: a method call on each writer, without a bound method.
-UNSENT = methodcaller("get_write_buffer_size")
 
 
 class Ended:
@@ -53,29 +48,42 @@ class Ended:
 
 class Batch:
     """The plain live subscribers of one wire format, laid out for one write
-    each: built by the room when its membership changed, used by each flush."""
+    each: built by the room when its membership changed, used by each flush.
 
-    __slots__ = ("_direct", "_fds", "_others", "_writers")
+    ``_clear[i]`` is 1 while subscriber ``i``'s transport holds nothing, so
+    its bytes may go straight to its descriptor ``_fds[i]``.
+    """
+
+    __slots__ = ("_clear", "_direct", "_fds", "_held", "_others")
 
     def __init__(self, subs: list[Subscriber]) -> None:
         self._direct = [sub for sub in subs if sub.descriptor >= 0]
-        self._fds = [sub.descriptor for sub in self._direct]
-        self._writers = [sub.writer for sub in self._direct]
+        # An array, not a list: its numbers sit side by side, not in one
+        # int object per subscriber scattered over the heap.
+        self._fds = array("i", (sub.descriptor for sub in self._direct))
+        self._clear = bytearray(not sub.unsent for sub in self._direct)
+        self._held = len(self._direct) - sum(self._clear)
         self._others = [sub for sub in subs if sub.descriptor < 0]
+        for i, sub in enumerate(self._direct):
+            sub.slot = (self, i)
 
     def __len__(self) -> int:
         return len(self._direct) + len(self._others)
 
+    def mark(self, i: int, unsent: bool) -> None:
+        """Subscriber ``i``'s transport started (or stopped) holding bytes."""
+        if self._clear[i] == unsent:  # a change
+            self._clear[i] = not unsent
+            self._held += 1 if unsent else -1
+
     def send(self, data: bytes, ended: Ended) -> None:
         """Write ``data`` to every subscriber; note in ``ended`` those to close."""
         direct, fds = self._direct, self._fds
-        held = list(map(UNSENT, self._writers))
-        if any(held):  # some transports hold bytes: those keep their order
-            for i in compress(range(len(direct)), held):
-                write_through(direct[i], data, ended)
-            picked = list(compress(range(len(direct)), map(not_, held)))
-            fds = list(map(fds.__getitem__, picked))
-            direct = list(map(direct.__getitem__, picked))
+        if self._held:  # those transports hold bytes: ours queue behind them
+            for sub in compress(direct, map(not_, self._clear)):
+                write_through(sub, data, ended)
+            direct = list(compress(direct, self._clear))
+            fds = array("i", compress(fds, self._clear))
         for i, written in short_writes(fds, data):
             if written < 0:
                 ended.gone.append(direct[i])
@@ -85,7 +93,7 @@ class Batch:
             write_through(sub, data, ended)
 
 
-def short_writes(fds: list[int], data: bytes) -> list[tuple[int, int]]:
+def short_writes(fds: Iterable[int], data: bytes) -> list[tuple[int, int]]:
     """``os.write(fd, data)`` for each descriptor; return (index, bytes
     written) where not all of ``data`` went, -1 for a failed connection."""
     written: list[int] = []

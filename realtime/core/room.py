@@ -69,6 +69,11 @@ class Sink(Protocol):
         (see :mod:`.batch`). The sink closes it once the subscriber has
         left the room, never before."""
 
+    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
+        """Only for a sink with a descriptor: call ``on_change(True)`` when
+        the writer starts holding unsent bytes and ``on_change(False)`` once
+        it holds none; return whether it holds some now."""
+
     def close(self, reason: CloseReason, detail: str = "") -> None:
         """Called once, when the subscriber is closed by the server;
         ``detail`` replaces the reason's own text (a disconnect's reason)."""
@@ -97,7 +102,9 @@ class Subscriber:
         "member",
         "room",
         "sink",
+        "slot",
         "state",
+        "unsent",
         "wire",
         "writer",
     )
@@ -116,6 +123,12 @@ class Subscriber:
         self.wire = sink.wire
         self.writer = sink.writer
         self.descriptor = sink.descriptor
+        # Where the room's flush keeps this subscriber (see .batch), and
+        # whether its writer holds unsent bytes: told by the sink.
+        self.slot: tuple[Batch, int] | None = None
+        self.unsent = False
+        if self.descriptor >= 0:
+            self.unsent = sink.watch_unsent(self._unsent_changed)
         self.state = SubState.SYNCING
         self.close_reason: CloseReason | None = None
         self._held: list[Event] = []
@@ -126,6 +139,12 @@ class Subscriber:
         self.max_buffer = max(0, max_buffer - sink.kernel_buffer)
         self._on_close = on_close
         room.add(self)
+
+    def _unsent_changed(self, unsent: bool) -> None:
+        self.unsent = unsent
+        if self.slot is not None:
+            batch, i = self.slot
+            batch.mark(i, unsent)
 
     def write(self, data: bytes) -> None:
         """Hand bytes to the transport; drop the subscriber if it is behind.
@@ -200,6 +219,7 @@ class Subscriber:
         """Stop delivery without closing the transport (its handler is ending)."""
         self.state = SubState.CLOSED
         self._held = []
+        self.slot = None
         self.room.remove(self)
 
 

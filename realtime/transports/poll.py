@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -62,6 +63,12 @@ class PollSink:
 
     def get_write_buffer_size(self) -> int:
         return 0  # the answer is one body: nothing waits on a socket
+
+    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
+        return False  # no descriptor: the room never asks
+
+    def release(self) -> None:
+        pass
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         final = final_event(reason, detail)

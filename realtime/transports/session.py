@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import socket
 import time
@@ -38,6 +37,10 @@ MAX_SNDBUF = 256 * 1024
 class EdgeSink(Sink, Protocol):
     async def refuse(self, exc: BrokerUnavailable) -> None:
         """Tell the client the room's history cannot be read now (it retries)."""
+
+    def release(self) -> None:
+        """The subscriber has left the room: close the descriptor the room
+        wrote to (``transports.direct``)."""
 
 
 def socket_transport(request: web.Request) -> asyncio.Transport:
@@ -67,19 +70,6 @@ def bound_send_buffer(transport: asyncio.Transport, max_buffer: int) -> int:
     return held
 
 
-def socket_descriptor(transport: asyncio.Transport) -> int:
-    """A duplicate of the socket's descriptor, for the room to write to
-    directly (``realtime.core.batch``), or -1 where every byte must go
-    through the transport (TLS, no socket). :meth:`Session.run` closes it
-    once the subscriber has left the room."""
-    if os.name != "posix" or transport.get_extra_info("sslcontext") is not None:
-        return -1
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return -1
-    return os.dup(sock.fileno())
-
-
 class Session:
     def __init__(self, request: web.Request, target: Target, transport: str) -> None:
         self.request = request
@@ -100,12 +90,11 @@ class Session:
         presence: bool = True,
     ) -> None:
         """Join the room with ``sink`` and ``serve`` the connection until it
-        ends; then close the sink's descriptor, which the room no longer has."""
+        ends; then release what the room wrote to directly."""
         try:
             await self._run(sink, serve, presence)
         finally:
-            if sink.descriptor >= 0:
-                os.close(sink.descriptor)
+            sink.release()
 
     async def _run(
         self,

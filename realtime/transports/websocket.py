@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
@@ -22,11 +22,12 @@ from ..core.protocol import (
 )
 from ..core.room import CloseReason, Subscriber
 from ..policy.tokens import TokenError
+from .direct import DirectSocket
 from .endings import APP_CODES
 from .errors import json_error
 from .guard import GUARD, Guard, Target
 from .masking import masked_only
-from .session import Session, bound_send_buffer, session, socket_descriptor, socket_transport
+from .session import Session, bound_send_buffer, session, socket_transport
 from .state import CLOSING, HUB, SETTINGS
 
 NAME = "ws"
@@ -116,8 +117,15 @@ class WebSocketSink:
         self._closer = closer
         self.writer = transport = socket_transport(request)
         self.kernel_buffer = bound_send_buffer(transport, request.app[SETTINGS].max_buffer_bytes)
-        self.descriptor = socket_descriptor(transport)
+        self._direct = DirectSocket(transport)
+        self.descriptor = self._direct.descriptor
         self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
+
+    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
+        return self._direct.watch(on_change)
+
+    def release(self) -> None:
+        self._direct.release()
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         coro = self._closer.close(CLOSE_CODES[reason], detail or reason.value)

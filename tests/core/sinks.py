@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from realtime.core.protocol import Event
@@ -39,6 +40,9 @@ class MemorySink:
 
     def get_write_buffer_size(self) -> int:
         return self.unsent
+
+    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
+        return self.unsent > 0
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         assert self.closed is None, "a sink is closed once"

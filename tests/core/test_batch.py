@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -23,8 +23,9 @@ def msg(i: int) -> Event:
 
 class SocketSink(MemorySink):
     """A sink whose descriptor is one end of a socket pair. Its writer plays
-    the transport: bytes written to it are held (``unsent``) until
-    :meth:`release` sends them, as a transport does once the socket drains."""
+    the transport: bytes written to it are held until :meth:`release` sends
+    them, as a transport does once the socket drains, and it says when it
+    starts and stops holding bytes."""
 
     def __init__(self, sndbuf: int | None = None) -> None:
         super().__init__()
@@ -35,9 +36,16 @@ class SocketSink(MemorySink):
         self.far.setblocking(False)
         self.descriptor = os.dup(self.near.fileno())
         self.held = bytearray()
+        self.on_change: Callable[[bool], None] = lambda unsent: None
+
+    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
+        self.on_change = on_change
+        return bool(self.held)
 
     def write(self, data: bytes) -> None:
         super().write(data)
+        if data and not self.held:
+            self.on_change(True)
         self.held += data
 
     def get_write_buffer_size(self) -> int:
@@ -50,6 +58,7 @@ class SocketSink(MemorySink):
         while True:
             got += self.read()
             if not self.held:
+                self.on_change(False)
                 return bytes(got)
             try:
                 sent = self.near.send(self.held)
