@@ -33,9 +33,9 @@ from benchmarks.compare import comparisons
 from benchmarks.dialect import REALTIME
 from benchmarks.fanout_report import format_table, plot_cdfs
 from benchmarks.figures import say_result
-from benchmarks.pipe import raise_fd_limit
 from benchmarks.run import run_one
 from benchmarks.servers import Target
+from realtime.server import raise_fd_limit
 
 STARTED = time.monotonic()
 

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from benchmarks.pipe import raise_fd_limit
+from realtime.server import raise_fd_limit
 from realtime.workers import free_port
 
 ROOM = "idle"

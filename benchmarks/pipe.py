@@ -14,9 +14,7 @@ stops every child when a run ends, however it ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing as mp
-import resource
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -25,18 +23,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from realtime.server import raise_fd_limit
+
 
 # -- the child's side ------------------------------------------------------------------
-def raise_fd_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def run_child(main: Coroutine[Any, Any, None]) -> None:
     """Run a child's coroutine: Ctrl-C is the controller's job, uvloop if present."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -28,19 +29,38 @@ def install_uvloop() -> bool:
     return True
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Go programs do at
+    start; return the new soft limit. A subscriber holds two descriptors
+    (``transports/direct.py``), and a busy server needs more than the usual
+    soft limit of 1024."""
+    if os.name != "posix":
+        return 0
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(
     settings: Settings, *, reuse_port: bool = False, app: web.Application | None = None
 ) -> None:
     fast = install_uvloop()
+    open_files = raise_fd_limit()
 
     def listening(banner: str) -> None:  # run_app calls this once the port is bound
         log.info(
-            "realtime listening on http://%s:%d broker=%s loop=%s pid=%d",
+            "realtime listening on http://%s:%d broker=%s loop=%s pid=%d open_files=%d",
             settings.host,
             settings.port,
             settings.broker,
             "uvloop" if fast else "asyncio",
             os.getpid(),
+            open_files,
         )
 
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -114,3 +116,25 @@ async def direct_path() -> None:
 def test_the_duplicate_reaches_the_peer_and_held_bytes_are_told(loop: str) -> None:
     with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
         runner.run(direct_path())
+
+
+def test_duplicates_stay_in_the_lower_half_of_the_descriptor_table() -> None:
+    """With a soft limit of 64 open files: a duplicate while the table is
+    nearly empty, none once its numbers reach 32, and the connection itself
+    still opens."""
+    script = """
+import resource, socket
+from realtime.transports.direct import spare_duplicate
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+first = socket.socket()
+dup = spare_duplicate(first.fileno())
+held = [socket.socket() for _ in range(40)]
+late = socket.socket()
+print(dup, spare_duplicate(late.fileno()), late.fileno())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    dup, late_dup, late_fd = map(int, out)
+    assert 0 <= dup < 32
+    assert late_dup == -1 and late_fd >= 32

@@ -20,6 +20,8 @@ user-space time (``benchmarks/README.md``).
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 from array import array
 from collections.abc import Iterable
@@ -29,6 +31,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .room import Subscriber
+
+log = logging.getLogger("realtime.hub")
 
 # What writing to a connection that is already closed raises (uvloop raises
 # RuntimeError for a closed handle).
@@ -85,10 +89,12 @@ class Batch:
             direct = list(compress(direct, self._clear))
             fds = array("i", compress(fds, self._clear))
         for i, written in short_writes(fds, data):
-            if written < 0:
-                ended.gone.append(direct[i])
+            sub = direct[i]
+            if written < 0 or sub.writer.is_closing():
+                # A closing transport would drop the rest of the frame.
+                ended.gone.append(sub)
             else:  # the kernel took part: the transport queues the rest
-                write_through(direct[i], data[written:], ended)
+                write_through(sub, data[written:], ended)
         for sub in self._others:
             write_through(sub, data, ended)
 
@@ -104,7 +110,9 @@ def short_writes(fds: Iterable[int], data: bytes) -> list[tuple[int, int]]:
             break
         except BlockingIOError:  # the kernel's buffer is full
             written.append(0)
-        except OSError:  # EPIPE, ECONNRESET, ETIMEDOUT: the peer is gone
+        except OSError as exc:  # EPIPE, ECONNRESET, ETIMEDOUT: the peer is gone
+            if exc.errno == errno.EBADF:  # a descriptor closed while in use: a bug
+                log.error("fan-out wrote to a closed descriptor", exc_info=exc)
             written.append(-1)
     short = compress(range(len(written)), map(ne, written, repeat(len(data))))
     return [(i, written[i]) for i in short]

@@ -44,6 +44,9 @@ class Writer(Protocol):
     def get_write_buffer_size(self) -> int:
         """Bytes written but not yet sent."""
 
+    def is_closing(self) -> bool:
+        """True once the connection is closing or closed."""
+
 
 class Sink(Protocol):
     """What a transport gives the room: where to write bytes, in which wire

@@ -16,9 +16,20 @@ the transport layer:
   ``pause_writing()`` the moment they keep a byte and ``resume_writing()``
   once they hold none. :class:`UnsentWatch` stands between the transport and
   aiohttp's protocol to hear both, and passes every call on unchanged.
-  aiohttp's protocol is then paused whenever the transport holds anything;
-  aiohttp waits on that only after 64 KiB of its own writes (pings, close
-  frames), so a subscriber's connection behaves as before.
+  aiohttp's protocol is then paused whenever the transport holds anything,
+  so where aiohttp waits for its writes to drain (a close frame, after
+  64 KiB of its own writes) it waits for an empty buffer, not one under
+  64 KiB; a close is bounded by its timeout all the same.
+- Word of when the transport is gone: once it has lost its connection the
+  room writes to the duplicate no more (it is marked as holding bytes for
+  good) and the duplicate is closed at once, so the peer sees the end
+  without waiting for the handler to finish.
+
+A connection in a room holds two descriptors (its own and the duplicate).
+Duplicates only take numbers in the lower half of the descriptor table, so
+they never crowd out connections: past that, a subscriber goes without one
+and is written to through its transport. The server raises its soft limit
+of open files to the hard limit at start (``server.raise_fd_limit``).
 
 TLS connections get neither (bytes must go through the TLS transport): their
 subscribers are written to through the transport, as the room does for any
@@ -34,19 +45,29 @@ from collections.abc import Callable
 
 class UnsentWatch(asyncio.Protocol):
     """aiohttp's protocol, plus ``on_change(unsent)`` each time the
-    transport starts or stops holding unsent bytes."""
+    transport starts or stops holding unsent bytes, and ``on_lost()`` when
+    the connection is gone."""
 
-    def __init__(self, inner: asyncio.BaseProtocol, on_change: Callable[[bool], None]) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        inner: asyncio.BaseProtocol,
+        on_change: Callable[[bool], None],
+        on_lost: Callable[[], None],
+    ) -> None:
         self.inner = inner
+        self._transport = transport
         self._on_change = on_change
+        self._on_lost = on_lost
 
     def pause_writing(self) -> None:
-        self._on_change(True)
         self.inner.pause_writing()
+        self._on_change(True)
 
     def resume_writing(self) -> None:
-        self._on_change(False)
         self.inner.resume_writing()
+        if not self._transport.is_closing():  # a closing one is written to no more
+            self._on_change(False)
 
     def data_received(self, data: bytes) -> None:
         self.inner.data_received(data)  # type: ignore[attr-defined]
@@ -59,7 +80,25 @@ class UnsentWatch(asyncio.Protocol):
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
         self.inner.connection_lost(exc)
+
+
+def spare_duplicate(fd: int) -> int:
+    """A duplicate of ``fd`` numbered in the lower half of the process's
+    descriptor table, or -1: duplicates never take the upper half, which
+    stays for connections (a connection past that goes without one)."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        dup = os.dup(fd)
+    except OSError:  # out of descriptors
+        return -1
+    if limit != resource.RLIM_INFINITY and dup >= limit // 2:
+        os.close(dup)
+        return -1
+    return dup
 
 
 class DirectSocket:
@@ -69,28 +108,43 @@ class DirectSocket:
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._watch: UnsentWatch | None = None
+        self._on_change: Callable[[bool], None] = lambda unsent: None
         self.descriptor = -1
         sock = transport.get_extra_info("socket")
         plain = transport.get_extra_info("sslcontext") is None
         if os.name == "posix" and sock is not None and plain:
-            self.descriptor = os.dup(sock.fileno())
+            self.descriptor = spare_duplicate(sock.fileno())
 
     def watch(self, on_change: Callable[[bool], None]) -> bool:
         """Call ``on_change(True)`` when the transport starts holding unsent
         bytes and ``on_change(False)`` once it holds none; return whether it
         holds some now."""
         transport = self._transport
-        self._watch = UnsentWatch(transport.get_protocol(), on_change)
+        self._on_change = on_change
+        if transport.is_closing():  # gone before the subscriber joined
+            self._close()
+            return True
+        self._watch = UnsentWatch(transport, transport.get_protocol(), on_change, self._lost)
         transport.set_protocol(self._watch)
         transport.set_write_buffer_limits(high=0, low=0)  # may pause at once
         return transport.get_write_buffer_size() > 0
 
-    def release(self) -> None:
-        """Close the duplicate; hand the connection back to aiohttp as it was
-        (an event stream's connection may serve more requests)."""
+    def _lost(self) -> None:
+        # Held for good first: the room never writes to a descriptor whose
+        # subscriber is marked as holding bytes, so closing it is then safe
+        # even while the subscriber is still in the room.
+        self._on_change(True)
+        self._close()
+
+    def _close(self) -> None:
         if self.descriptor >= 0:
             os.close(self.descriptor)
             self.descriptor = -1
+
+    def release(self) -> None:
+        """Close the duplicate; hand the connection back to aiohttp as it was
+        (an event stream's connection may serve more requests)."""
+        self._close()
         transport, watch = self._transport, self._watch
         if watch is not None and not transport.is_closing():
             transport.set_protocol(watch.inner)

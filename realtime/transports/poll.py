@@ -64,6 +64,9 @@ class PollSink:
     def get_write_buffer_size(self) -> int:
         return 0  # the answer is one body: nothing waits on a socket
 
+    def is_closing(self) -> bool:
+        return False
+
     def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
         return False  # no descriptor: the room never asks
 

@@ -72,8 +72,12 @@ class Closer:
         self.request = request
         self.code: int | None = None
         self.why: str | None = None
+        # Takes the subscriber out of the room: no data frame may follow a
+        # close frame, and the room writes to the socket directly.
+        self.leave_room: Callable[[], None] = lambda: None
 
     async def close(self, code: int, message: str = "", why: str | None = None) -> None:
+        self.leave_room()
         if self.ws.closed:
             return
         self.code = code
@@ -96,6 +100,7 @@ class Closer:
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 yield msg
                 continue
+            self.leave_room()  # aiohttp may have sent its close frame already
             if msg.type is WSMsgType.CLOSE:
                 unsendable = msg.data in NEVER_SENT
                 await self.close(WSCloseCode.PROTOCOL_ERROR if unsendable else WSCloseCode.OK)
@@ -177,7 +182,8 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
         masked_only(request, closer.close)
         await ws.prepare(request)
         try:
-            await s.run(WebSocketSink(closer), Reader(request, closer, s).serve)
+            reader = Reader(request, closer, s)
+            await s.run(WebSocketSink(closer), reader.serve)
         finally:
             s.code = closer.code
             s.why = closer.why or s.why
@@ -205,6 +211,7 @@ class Reader:
         self.in_flight: deque[asyncio.Future[None]] = deque()
 
     async def serve(self, sub: Subscriber) -> None:
+        self.closer.leave_room = sub.detach
         try:
             await self._read()
         finally:

@@ -41,6 +41,9 @@ class MemorySink:
     def get_write_buffer_size(self) -> int:
         return self.unsent
 
+    def is_closing(self) -> bool:
+        return self.gone
+
     def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
         return self.unsent > 0
 
