@@ -48,6 +48,8 @@ class UnsentWatch(asyncio.Protocol):
     transport starts or stops holding unsent bytes, and ``on_lost()`` when
     the connection is gone."""
 
+    __slots__ = ("_on_change", "_on_lost", "_transport", "inner")
+
     def __init__(
         self,
         transport: asyncio.Transport,
@@ -104,6 +106,8 @@ def spare_duplicate(fd: int) -> int:
 class DirectSocket:
     """A sink's share of the direct path: ``descriptor`` (-1 for none),
     :meth:`watch`, and :meth:`release` once the subscriber has left."""
+
+    __slots__ = ("_on_change", "_transport", "_watch", "descriptor")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
