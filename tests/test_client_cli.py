@@ -15,6 +15,12 @@ from .helpers import post
 from .test_client_subscription import base_url
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C as at a terminal. A shell starts background jobs
+    with SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -23,6 +29,7 @@ async def start(*args: str) -> asyncio.subprocess.Process:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=interruptible,
     )
 
 
