@@ -38,6 +38,12 @@ class HubCollector(Collector):
             conns.add_metric([transport], counts.get(transport, 0))
         yield conns
         yield GaugeMetricFamily(
+            "realtime_subscribers_direct",
+            "Subscribers the room writes to straight to their socket (the others,"
+            " past half the open-files limit or over TLS, through their transport)",
+            value=sum(1 for s in hub.subscribers() if s.descriptor >= 0),
+        )
+        yield GaugeMetricFamily(
             "realtime_rooms",
             "Rooms GET /rooms knows (with history or members), private ones included",
             value=self.known_rooms(),

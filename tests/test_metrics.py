@@ -33,6 +33,7 @@ async def test_metrics_count_connections_messages_and_refusals(make_client: Make
         sse.close()
     assert sample(text, "realtime_connections", '{transport="ws"}') == 2
     assert sample(text, "realtime_connections", '{transport="sse"}') == 1
+    assert sample(text, "realtime_subscribers_direct") == 3  # each has its duplicate
     assert sample(text, "realtime_rooms") == 2
     assert sample(text, "realtime_messages_received_total") == 2
     assert sample(text, "realtime_deliveries_total") >= 4  # 2 messages x 2 subscribers (+presence)
