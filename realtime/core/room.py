@@ -17,7 +17,7 @@ import enum
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from .batch import GONE_ERRORS, Batch, Ended
+from .batch import Batch, Ended, write_through
 from .ports import Member
 from .protocol import Event, Wire, parse_id
 
@@ -150,15 +150,14 @@ class Subscriber:
             batch.mark(i, unsent)
 
     def write(self, data: bytes) -> None:
-        """Hand bytes to the transport; drop the subscriber if it is behind.
-        (:meth:`Room.flush` does the same inline for plain live subscribers.)"""
-        writer = self.writer
-        try:
-            writer.write(data)
-        except GONE_ERRORS:
+        """Hand bytes to the transport; drop the subscriber if it is gone or
+        behind. (:meth:`Room.flush` writes to plain live subscribers through
+        :mod:`.batch`, and closes the same way.)"""
+        ended = Ended()
+        write_through(self, data, ended)
+        if ended.gone:
             self.close(CloseReason.GONE)
-            return
-        if writer.get_write_buffer_size() > self.max_buffer:
+        elif ended.slow:
             self.close(CloseReason.SLOW)
 
     def offer(self, events: list[Event]) -> int:
