@@ -24,10 +24,11 @@ from aiohttp import web
 from ..core.ports import BrokerUnavailable, Member
 from ..core.room import Sink, Subscriber
 from ..logs import event
+from .direct import DirectSocket
 from .errors import unavailable
 from .expiry import Expiry
 from .guard import GUARD, Target
-from .state import HUB
+from .state import HUB, SETTINGS
 
 log = logging.getLogger("realtime.conn")
 MIN_SNDBUF = 4096
@@ -68,6 +69,24 @@ def bound_send_buffer(transport: asyncio.Transport, max_buffer: int) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
     held: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     return held
+
+
+class SocketSink:
+    """What the sinks of the socket transports (WebSocket, SSE) share: bytes
+    go to the connection's transport, or straight to its socket
+    (:mod:`.direct`), and the kernel's send buffer counts toward the bound."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.writer = transport = socket_transport(request)
+        self.kernel_buffer = bound_send_buffer(transport, request.app[SETTINGS].max_buffer_bytes)
+        self._direct = DirectSocket(transport)
+        self.descriptor = self._direct.descriptor
+
+    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
+        return self._direct.watch(on_change)
+
+    def release(self) -> None:
+        self._direct.release()
 
 
 class Session:

@@ -8,19 +8,16 @@ delivery costs one buffer write instead of a per-subscriber ``send()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
 
 from ..core.ports import BrokerUnavailable
 from ..core.protocol import Event
 from ..core.room import CloseReason, Subscriber
-from .direct import DirectSocket
 from .endings import final_event
 from .errors import json_error
 from .guard import GUARD
-from .session import bound_send_buffer, session, socket_transport
+from .session import SocketSink, session
 from .state import SETTINGS
 
 NAME = "sse"
@@ -41,24 +38,15 @@ class SseWire:
 WIRE = SseWire()
 
 
-class SseSink:
+class SseSink(SocketSink):
     wire = WIRE
 
     def __init__(self, resp: EventSourceResponse, request: web.Request) -> None:
+        # Chunks go straight to the socket (or its transport): the response
+        # is prepared, and the subscriber is detached before it ends.
+        super().__init__(request)
         self._resp = resp
-        # Chunks go straight to the socket's transport: the response is
-        # prepared, and the subscriber is detached before it ends.
-        self._transport = self.writer = socket_transport(request)
-        max_buffer = request.app[SETTINGS].max_buffer_bytes
-        self.kernel_buffer = bound_send_buffer(self._transport, max_buffer)
-        self._direct = DirectSocket(self._transport)
-        self.descriptor = self._direct.descriptor
-
-    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
-        return self._direct.watch(on_change)
-
-    def release(self) -> None:
-        self._direct.release()
+        self._transport = self.writer
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         final = final_event(reason, detail)

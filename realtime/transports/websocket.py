@@ -22,12 +22,11 @@ from ..core.protocol import (
 )
 from ..core.room import CloseReason, Subscriber
 from ..policy.tokens import TokenError
-from .direct import DirectSocket
 from .endings import APP_CODES
 from .errors import json_error
 from .guard import GUARD, Guard, Target
 from .masking import masked_only
-from .session import Session, bound_send_buffer, session, socket_transport
+from .session import Session, SocketSink, session
 from .state import CLOSING, HUB, SETTINGS
 
 NAME = "ws"
@@ -112,25 +111,15 @@ class Closer:
             return
 
 
-class WebSocketSink:
-    """Pre-built frames go straight to the socket's transport."""
+class WebSocketSink(SocketSink):
+    """Pre-built frames go straight to the socket, or through its transport."""
 
     wire = WIRE
 
     def __init__(self, closer: Closer) -> None:
-        request = closer.request
+        super().__init__(closer.request)
         self._closer = closer
-        self.writer = transport = socket_transport(request)
-        self.kernel_buffer = bound_send_buffer(transport, request.app[SETTINGS].max_buffer_bytes)
-        self._direct = DirectSocket(transport)
-        self.descriptor = self._direct.descriptor
-        self._closing: set[asyncio.Task[None]] = request.app[CLOSING]
-
-    def watch_unsent(self, on_change: Callable[[bool], None]) -> bool:
-        return self._direct.watch(on_change)
-
-    def release(self) -> None:
-        self._direct.release()
+        self._closing: set[asyncio.Task[None]] = closer.request.app[CLOSING]
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         coro = self._closer.close(CLOSE_CODES[reason], detail or reason.value)
