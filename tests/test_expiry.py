@@ -4,8 +4,6 @@ first, and publisher tokens may send but not subscribe."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -16,6 +14,7 @@ from realtime.policy.tokens import verify
 
 from .conftest import MakeClient
 from .helpers import SseReader, post, ws_json, ws_messages, ws_until
+from .test_tokens import token_cli
 
 SECRET = "expiry-secret-0123456789abcdef-01"
 PRIVATE = "team-*"
@@ -148,13 +147,5 @@ async def test_publisher_tokens_send_but_do_not_subscribe(make_client: MakeClien
 
 
 def test_the_token_command_mints_publisher_tokens() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "realtime", "token", "--user", "svc", "--publisher"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"REALTIME_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr
-    grant = verify(SECRET, out.stdout.strip())
+    grant = verify(SECRET, token_cli(SECRET, "--user", "svc", "--publisher"))
     assert grant.user == "svc" and grant.publisher

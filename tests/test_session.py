@@ -4,25 +4,14 @@ closed when its connection ends, however it ends."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
-from .helpers import SseReader, post, ws_messages, ws_until
+from .helpers import SseReader, post, until, ws_messages, ws_until
 
 
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-async def settle(before: int, timeout: float = 5.0) -> int:
-    """Descriptors open once closing connections are done with."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        now = open_descriptors()
-        if now <= before or asyncio.get_running_loop().time() > deadline:
-            return now
-        await asyncio.sleep(0.05)
 
 
 async def test_every_connection_gets_messages_and_leaves_no_descriptor_behind(
@@ -53,4 +42,4 @@ async def test_every_connection_gets_messages_and_leaves_no_descriptor_behind(
             ws._response.connection.transport.abort()  # type: ignore[union-attr]
         for reader in streams:
             reader.resp.close()
-        assert await settle(before) <= before
+        await until(lambda: open_descriptors() <= before)  # every descriptor closed

@@ -44,25 +44,20 @@ def test_ttl_units() -> None:
     assert parse_ttl("90") == 90 and parse_ttl("15m") == 900 and parse_ttl("1h") == 3600
 
 
-def test_cli_mints_a_token_the_server_accepts() -> None:
+def token_cli(secret: str, *args: str) -> str:
+    """``python -m realtime token ARGS`` with ``REALTIME_SECRET``; its token."""
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "realtime",
-            "token",
-            "--user",
-            "ana",
-            "--rooms",
-            "team-*",
-            "--ttl",
-            "1h",
-        ],
+        [sys.executable, "-m", "realtime", "token", *args],
         capture_output=True,
         text=True,
         timeout=30,
-        env={"REALTIME_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+        env={"REALTIME_SECRET": secret, "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
-    grant = verify(SECRET, out.stdout.strip())
+    return out.stdout.strip()
+
+
+def test_cli_mints_a_token_the_server_accepts() -> None:
+    token = token_cli(SECRET, "--user", "ana", "--rooms", "team-*", "--ttl", "1h")
+    grant = verify(SECRET, token)
     assert grant.user == "ana" and grant.allows("team-1")
