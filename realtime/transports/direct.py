@@ -82,6 +82,10 @@ class UnsentWatch(asyncio.Protocol):
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # Held for good first: the room never writes to a descriptor whose
+        # subscriber is marked as holding bytes, so ``on_lost`` may then
+        # close it even while the subscriber is still in the room.
+        self._on_change(True)
         self._on_lost()
         self.inner.connection_lost(exc)
 
@@ -107,12 +111,11 @@ class DirectSocket:
     """A sink's share of the direct path: ``descriptor`` (-1 for none),
     :meth:`watch`, and :meth:`release` once the subscriber has left."""
 
-    __slots__ = ("_on_change", "_transport", "_watch", "descriptor")
+    __slots__ = ("_transport", "_watch", "descriptor")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._watch: UnsentWatch | None = None
-        self._on_change: Callable[[bool], None] = lambda unsent: None
         self.descriptor = -1
         sock = transport.get_extra_info("socket")
         plain = transport.get_extra_info("sslcontext") is None
@@ -124,21 +127,13 @@ class DirectSocket:
         bytes and ``on_change(False)`` once it holds none; return whether it
         holds some now."""
         transport = self._transport
-        self._on_change = on_change
         if transport.is_closing():  # gone before the subscriber joined
             self._close()
             return True
-        self._watch = UnsentWatch(transport, transport.get_protocol(), on_change, self._lost)
+        self._watch = UnsentWatch(transport, transport.get_protocol(), on_change, self._close)
         transport.set_protocol(self._watch)
         transport.set_write_buffer_limits(high=0, low=0)  # may pause at once
         return transport.get_write_buffer_size() > 0
-
-    def _lost(self) -> None:
-        # Held for good first: the room never writes to a descriptor whose
-        # subscriber is marked as holding bytes, so closing it is then safe
-        # even while the subscriber is still in the room.
-        self._on_change(True)
-        self._close()
 
     def _close(self) -> None:
         if self.descriptor >= 0:
