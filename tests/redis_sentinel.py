@@ -159,9 +159,17 @@ class LocalSentinel:
             time.sleep(0.05)
         raise RuntimeError(f"no failover within {timeout}s")
 
-    def restore(self, timeout: float = 20.0) -> None:
-        """Start every killed server again (the sentinels make it a replica); wait for health."""
+    def restore(self, timeout: float = 40.0) -> None:
+        """Start every killed server again (the sentinels make it a replica); wait for health.
+
+        On a loaded machine the sentinels (down after 1 s) may fail over once
+        more meanwhile, and settling again takes longer than a first start:
+        hence the longer wait, and never a dead server as the master to copy.
+        """
         master = self.master()
+        if not master.alive:
+            self.wait_failover(master)
+            master = self.master()
         for r in self.servers:
             if not r.alive:
                 # Start it as a replica of the current master at once rather
