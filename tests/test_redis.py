@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from realtime import Settings, create_app
 from realtime.backends import create_backend
-from realtime.backends.redis.keys import members_key
+from realtime.backends.redis.keys import counts_key, members_key
 from realtime.core.ports import BrokerUnavailable
 from realtime.core.protocol import parse_id
 from realtime.workers import free_port
@@ -171,6 +171,7 @@ async def test_members_of_a_dead_process_are_ignored_and_removed(
         # A member left behind by a process whose heartbeat key has expired.
         ghost = json.dumps({"user": "ghost", "transport": "ws", "proc": "gone:1:abc"})
         await r.hset(members_key("p"), "gone:1:abc/x1", ghost)
+        await r.hset(counts_key("p"), "gone:1:abc", 1)
         await r.sadd("realtime:rooms", "p")
         async with a.ws_connect("/rooms/p/ws?user=ana") as ws:
             joined = await ws_until(ws, "presence")
@@ -178,6 +179,49 @@ async def test_members_of_a_dead_process_are_ignored_and_removed(
             rooms = await (await a.get("/rooms")).json()
             assert rooms["rooms"] == [{"room": "p", "members": {"ws": 1, "sse": 0}, "total": 1}]
         assert not await r.hexists(members_key("p"), "gone:1:abc/x1")
+        assert not await r.hexists(counts_key("p"), "gone:1:abc")
+    finally:
+        await r.aclose()
+
+
+async def test_a_room_above_the_limit_is_counted_on_every_instance_without_reading_it_whole(
+    redis_server: RedisServer, make_instance: MakeInstance
+) -> None:
+    a = await make_instance(redis_server.url, presence_limit=3)
+    b = await make_instance(redis_server.url, presence_limit=3)
+    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    # A crashed process left 50 members and its count in the room, and a
+    # live one (its heartbeat is fresh) has 20,000 members there.
+    ghost, far = "gone:2:abc", "far:3:abc"
+    await r.set(f"realtime:proc:{far}", "1", ex=60)
+    for proc, n in ((ghost, 50), (far, 20_000)):
+        entry = json.dumps({"user": "x", "transport": "ws", "proc": proc})
+        await r.hset(members_key("big"), mapping={f"{proc}/c{i}": entry for i in range(n)})
+        await r.hset(counts_key("big"), proc, n)
+    conns = []
+    try:
+        for i in range(8):
+            sent_before = (await r.info("stats"))["total_net_output_bytes"]
+            conns.append(await (a, b)[i % 2].ws_connect(f"/rooms/big/ws?user=u{i}"))
+            joined = await ws_until(conns[-1], "presence")
+            # Each join read the counts (a field per process) and the limit
+            # of members, not the 20,000 (about 1.4 MB).
+            assert (await r.info("stats"))["total_net_output_bytes"] - sent_before < 20_000
+            assert joined["count"] == 20_000 + i + 1 and len(joined["members"]) == 3
+        counts = await r.hgetall(counts_key("big"))
+        assert counts == {far: "20000", **{p: "4" for p in counts if p != far}}
+        assert len(counts) == 3  # the crashed process's count is gone...
+        assert await r.hlen(members_key("big")) == 20_008  # ...and its members
+    finally:
+        for ws in conns:
+            await ws.close()
+    try:
+        for _ in range(500):
+            if await r.hlen(counts_key("big")) == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert await r.hgetall(counts_key("big")) == {far: "20000"}
+        assert await r.hlen(members_key("big")) == 20_000
     finally:
         await r.aclose()
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
-from ..core.ports import Bus, Member, MessageLog, Presence
+from ..core.ports import Bus, Headcount, Member, MessageLog, Presence
 from ..core.protocol import Draft, Event, Message
 from .once import Once, OnceKeys
 
@@ -36,16 +37,19 @@ class LocalPresence(Presence):
     def __init__(self) -> None:
         self._members: dict[str, dict[str, Member]] = {}
 
-    async def join(self, room: str, member: Member) -> list[Member]:
-        self._members.setdefault(room, {})[member.conn_id] = member
-        return list(self._members[room].values())
+    async def join(self, room: str, member: Member, limit: int) -> Headcount:
+        members = self._members.setdefault(room, {})
+        members[member.conn_id] = member
+        return Headcount(len(members), list(islice(members.values(), limit)))
 
-    async def leave(self, room: str, member: Member) -> list[Member]:
+    async def leave(self, room: str, member: Member, limit: int) -> Headcount:
         members = self._members.get(room, {})
         members.pop(member.conn_id, None)
         if not members:
             self._members.pop(room, None)
-        return list(members.values())
+        if len(members) >= limit:
+            return Headcount(len(members))
+        return Headcount(len(members), list(members.values()))
 
     async def rooms(self) -> dict[str, list[Member]]:
         return {room: list(members.values()) for room, members in self._members.items()}

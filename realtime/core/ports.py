@@ -40,6 +40,16 @@ class Member:
         return {"user": self.user, "transport": self.transport}
 
 
+@dataclass(frozen=True, slots=True)
+class Headcount:
+    """A room's presence after a join or leave: how many members it has on
+    every process, and up to the caller's ``limit`` of them. Reading it costs
+    the backend O(limit), not O(members): a join wave of N stays O(N)."""
+
+    count: int
+    first: list[Member] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class History:
     """Messages read back for a join or a resume, oldest first.
@@ -101,7 +111,12 @@ class MessageLog(ABC):
 
 
 class Presence(ABC):
-    """Who is in which room; ``join``/``leave`` return the room's members."""
+    """Who is in which room, on every process.
+
+    ``join`` returns the room's count and up to ``limit`` members; ``leave``
+    the count, and the members only when fewer than ``limit`` remain (a leave
+    is announced with its member list only then).
+    """
 
     async def open(self) -> None:
         return None
@@ -110,10 +125,10 @@ class Presence(ABC):
         return None
 
     @abstractmethod
-    async def join(self, room: str, member: Member) -> list[Member]: ...
+    async def join(self, room: str, member: Member, limit: int) -> Headcount: ...
 
     @abstractmethod
-    async def leave(self, room: str, member: Member) -> list[Member]: ...
+    async def leave(self, room: str, member: Member, limit: int) -> Headcount: ...
 
     @abstractmethod
     async def rooms(self) -> dict[str, list[Member]]:

@@ -4,7 +4,8 @@
 announces joins and leaves over the bus. Above ``limit`` members, joins and
 leaves are not broadcast (each would cost every member a message: N joins
 cost N²); the joiner still gets a snapshot with the count and the first
-members.
+members. The backend reads no more than ``limit`` members per join or leave,
+so a join wave stays linear however big the room.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 
-from .ports import BrokerUnavailable, Bus, Member, Presence
+from .ports import BrokerUnavailable, Bus, Headcount, Member, Presence
 from .protocol import Event
 
 log = logging.getLogger("realtime.presence")
 
 
-def presence_event(
-    room: str, kind: str, member: Member, members: list[Member], limit: int
-) -> Event:
+def presence_event(room: str, kind: str, member: Member, seen: Headcount, limit: int) -> Event:
     """A join/leave with the member list, cut to ``limit`` entries (see ``count``)."""
     return Event(
         "presence",
@@ -32,8 +31,8 @@ def presence_event(
             "event": kind,
             "user": member.user,
             "transport": member.transport,
-            "count": len(members),
-            "members": [m.to_dict() for m in members[:limit]],
+            "count": seen.count,
+            "members": [m.to_dict() for m in seen.first[:limit]],
         },
     )
 
@@ -57,24 +56,34 @@ class Roster:
         """Record the member and announce it; return the snapshot the joiner
         alone must get (when the room is too big for broadcasts), else None."""
         self._joined[member.conn_id] = room
-        members = await self.presence.join(room, member)
-        if len(members) > self.limit:
-            return presence_event(room, "join", member, members, self.limit)
-        await self._announce(room, "join", member, members)
+        seen = await self.presence.join(room, member, self.limit)
+        if seen.count > self.limit:
+            return presence_event(room, "join", member, seen, self.limit)
+        await self._announce(room, "join", member, seen)
         return None
 
     async def leave(self, room: str, member: Member) -> None:
-        if self._joined.pop(member.conn_id, None) is None:
-            return  # never joined, or already left
-        members = await self.presence.leave(room, member)
-        if len(members) < self.limit:
-            await self._announce(room, "leave", member, members)
+        """Leave once. The backend's part runs to its end even when the caller
+        is cancelled (a client that vanished while it was leaving): a leave
+        cut short would list the member, on every process, until this one exits."""
+        if self._joined.pop(member.conn_id, None) is not None:
+            await asyncio.shield(self._track(room, member))
 
     def leave_soon(self, room: str, member: Member) -> None:
         """Leave from synchronous code (a subscriber dropped mid-flush)."""
-        task = asyncio.get_running_loop().create_task(self.leave(room, member))
+        if self._joined.pop(member.conn_id, None) is not None:
+            self._track(room, member)
+
+    def _track(self, room: str, member: Member) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._leave(room, member))
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
+        return task
+
+    async def _leave(self, room: str, member: Member) -> None:
+        seen = await self.presence.leave(room, member, self.limit)
+        if seen.count < self.limit:
+            await self._announce(room, "leave", member, seen)
 
     async def settle(self, seconds: float) -> None:
         """Wait (bounded) for leaves still on their way to the backend."""
@@ -89,8 +98,8 @@ class Roster:
             members = [m for ms in (await self.presence.rooms()).values() for m in ms]
         return sum(1 for m in members if m.user == user)
 
-    async def _announce(self, room: str, kind: str, member: Member, members: list[Member]) -> None:
+    async def _announce(self, room: str, kind: str, member: Member, seen: Headcount) -> None:
         try:
-            await self.bus.publish(room, presence_event(room, kind, member, members, self.limit))
+            await self.bus.publish(room, presence_event(room, kind, member, seen, self.limit))
         except BrokerUnavailable:
             log.warning("presence %s in %s not sent: broker unavailable", kind, room)

@@ -142,9 +142,10 @@ async def test_a_room_whose_flush_fails_does_not_silence_the_others(
 
 
 def _event(sub: Any) -> Any:
+    from realtime.core.ports import Headcount
     from realtime.core.presence import presence_event
 
-    return presence_event("bad", "join", sub.member, [sub.member], 3)
+    return presence_event("bad", "join", sub.member, Headcount(1, [sub.member]), 3)
 
 
 async def test_close_all_closes_every_sink_with_the_reason(hub: Hub) -> None:

@@ -13,6 +13,9 @@ name (letters, digits, ``-_.``; never a brace):
   the pub/sub order is the id order on every process. Presence events go
   over the same channel.
 - ``realtime:{room}:members`` a hash ``{process}/{conn_id}`` -> member JSON.
+- ``realtime:{room}:counts``  a hash ``{process}`` -> how many members that
+  process has in the room, kept by :data:`MEMBER_LUA` in the same step as the
+  member: a join reads the room's count from P fields (P processes), not N.
 - ``realtime:proc:{process}`` a heartbeat key with a TTL; members of a
   process whose heartbeat expired (a crash) are ignored and removed.
 - ``realtime:{room}:once:{key}`` the id published with an idempotency key,
@@ -59,6 +62,22 @@ redis.call('SET', KEYS[3], id, 'PX', ARGV[5])
 return {id, 0}
 """
 
+# A member joins (ARGV[2] is its JSON) or leaves (ARGV[2] is empty), and its
+# process's count moves by ARGV[4]; a count that reaches 0 is removed. KEYS:
+# the members hash, the counts hash (one slot); ARGV: the member's field, its
+# JSON or '', the process, +1 or -1. Returns the counts hash.
+MEMBER_LUA = """
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+if redis.call('HINCRBY', KEYS[2], ARGV[3], ARGV[4]) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+end
+return redis.call('HGETALL', KEYS[2])
+"""
+
 
 def stream_key(room: str) -> str:
     return f"{PREFIX}{{{room}}}:log"
@@ -75,6 +94,10 @@ def room_of(chan: str) -> str:
 
 def members_key(room: str) -> str:
     return f"{PREFIX}{{{room}}}:members"
+
+
+def counts_key(room: str) -> str:
+    return f"{PREFIX}{{{room}}}:counts"
 
 
 def once_key(room: str, key: str) -> str:

@@ -1,9 +1,13 @@
-"""Presence in Redis: one hash per room, kept honest by a per-process heartbeat.
+"""Presence in Redis: two hashes per room, kept honest by a per-process heartbeat.
 
-Each process writes its members under ``{process}/{conn_id}`` and refreshes
-``realtime:proc:{process}`` every HEARTBEAT_EVERY seconds. Members of a
-process whose heartbeat expired (it crashed) are ignored and removed. If
-Redis lost the members (a restart), the heartbeat writes them again.
+Each process writes its members under ``{process}/{conn_id}``, keeps its
+count of them in the room's counts hash (one script does both), and
+refreshes ``realtime:proc:{process}`` every HEARTBEAT_EVERY seconds. A join
+or leave reads the counts (one field per process) and at most ``limit``
+members, however big the room. Members and counts of a process whose
+heartbeat expired (it crashed) are ignored and removed. If Redis lost them
+(a restart), or a join or leave may not have been recorded, the heartbeat
+writes this process's members and counts again.
 """
 
 from __future__ import annotations
@@ -15,17 +19,31 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Iterable
 from typing import Any
 
-from ...core.ports import BrokerUnavailable, Member, Presence
+from ...core.ports import BrokerUnavailable, Headcount, Member, Presence
 from ...core.protocol import dumps
 from .connection import RedisConnection, stop_task
-from .keys import ROOMS_KEY, members_key, proc_key
+from .keys import MEMBER_LUA, ROOMS_KEY, counts_key, members_key, proc_key
 
 log = logging.getLogger("realtime.redis")
 
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10  # seconds without a heartbeat before a process's members expire
+
+
+def pairs(raw: Any) -> dict[str, str]:
+    """A hash as a dict, from a script's or HRANDFIELD's flat [field, value, …]."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    items = [str(x) for x in raw or ()]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class RedisPresence(Presence):
@@ -35,6 +53,8 @@ class RedisPresence(Presence):
         self._local: dict[str, dict[str, Member]] = {}  # to write again if Redis lost them
         self._resync = False
         self._listed: set[str] = set()  # rooms this process added to the rooms set
+        self._stale: set[str] = set()  # rooms where a join or leave may not be recorded
+        self._burying: set[tuple[str, str]] = set()  # (room, dead process) being removed
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -48,6 +68,7 @@ class RedisPresence(Presence):
                 pipe = r.pipeline(transaction=False)
                 for room, members in self._local.items():
                     pipe.hdel(members_key(room), *(self._field(c) for c in members))
+                    pipe.hdel(counts_key(room), self.proc)
                 pipe.delete(proc_key(self.proc))
                 await pipe.execute()
         self._local.clear()
@@ -59,52 +80,77 @@ class RedisPresence(Presence):
         return dumps({"user": member.user, "transport": member.transport, "proc": self.proc})
 
     # -- join and leave -------------------------------------------------
-    async def join(self, room: str, member: Member) -> list[Member]:
+    async def join(self, room: str, member: Member, limit: int) -> Headcount:
         self._local.setdefault(room, {})[member.conn_id] = member
-        key = members_key(room)
         try:
             async with self.conn.command("join") as r:
                 # Not a transaction: in a cluster the rooms set is in another slot.
                 pipe = r.pipeline(transaction=False)
-                pipe.hset(key, self._field(member.conn_id), self._json(member))
-                pipe.hgetall(key)
+                self._count(pipe, room, member, self._json(member), 1)
                 if room not in self._listed:
                     pipe.sadd(ROOMS_KEY, room)
-                _, raw, *_ = await pipe.execute()
+                counts, *_ = await pipe.execute()
             self._listed.add(room)
-        except BrokerUnavailable:
+        except BaseException:
+            # The script may have run: the heartbeat writes this process's
+            # members and counts of the room again.
             self._forget(room, member)
+            self._stale.add(room)
+            self._resync = True
             raise
-        return (await self._alive({room: raw}))[room]
+        return await self._headcount(room, pairs(counts), limit)
 
-    async def leave(self, room: str, member: Member) -> list[Member]:
+    async def leave(self, room: str, member: Member, limit: int) -> Headcount:
         self._forget(room, member)
-        local = [
-            Member(self._field(m.conn_id), m.user, m.transport)
-            for m in self._local.get(room, {}).values()
-        ]
         if self.conn.closed:
-            return local
-        key = members_key(room)
+            return self._local_headcount(room, limit)
         try:
             async with self.conn.command("leave") as r:
-                pipe = r.pipeline(transaction=True)
-                pipe.hdel(key, self._field(member.conn_id))
-                pipe.hgetall(key)
-                _, raw = await pipe.execute()
-            return (await self._alive({room: raw}))[room]
+                counts = await self._count(r, room, member, "", -1)
+            return await self._headcount(room, pairs(counts), limit, leaving=True)
         except BrokerUnavailable as exc:
             # Not fatal: the heartbeat writes this process's members again
             # once Redis is back, which removes this one.
+            self._stale.add(room)
             self._resync = True
             log.warning("presence leave in %s not recorded: %s", room, exc)
-            return local
+            return self._local_headcount(room, limit)
+
+    def _count(self, r: Any, room: str, member: Member, value: str, step: int) -> Any:
+        """Record (or, with value "", remove) the member and move this
+        process's count in one step; the script returns the counts hash."""
+        keys = (members_key(room), counts_key(room))
+        return r.eval(MEMBER_LUA, 2, *keys, self._field(member.conn_id), value, self.proc, step)
 
     def _forget(self, room: str, member: Member) -> None:
         local = self._local.get(room, {})
         local.pop(member.conn_id, None)
         if not local:
             self._local.pop(room, None)
+
+    def _local_headcount(self, room: str, limit: int) -> Headcount:
+        """This process's members only: what can be said while Redis is away."""
+        local = [
+            Member(self._field(m.conn_id), m.user, m.transport)
+            for m in self._local.get(room, {}).values()
+        ]
+        return Headcount(len(local), local[:limit])
+
+    async def _headcount(
+        self, room: str, counts: dict[str, str], limit: int, *, leaving: bool = False
+    ) -> Headcount:
+        """The room's count from the live processes' counts, and up to
+        ``limit`` members read at random (all of them when that many or fewer)."""
+        alive = await self._alive_procs(counts)
+        if dead := set(counts) - alive:
+            await self._bury(room, dead)
+        count = sum(int(n) for proc, n in counts.items() if proc in alive)
+        if limit <= 0 or (leaving and count >= limit):
+            return Headcount(count)
+        async with self.conn.command("presence") as r:
+            raw = await r.hrandfield(members_key(room), limit, withvalues=True)
+        first = [m for m, proc in self._parse(pairs(raw)) if proc in alive]
+        return Headcount(count, first)
 
     async def rooms(self) -> dict[str, list[Member]]:
         async with self.conn.command("rooms") as r:
@@ -121,20 +167,36 @@ class RedisPresence(Presence):
             raw: Any = await r.hgetall(members_key(room))
         return (await self._alive({room: raw}))[room]
 
+    @staticmethod
+    def _parse(raw: dict[str, str]) -> list[tuple[Member, str]]:
+        """Members of a raw hash, each with its process ("" when unreadable)."""
+        out = []
+        for field, value in raw.items():
+            try:
+                data = json.loads(value)
+                proc = str(data["proc"])
+            except (ValueError, KeyError, TypeError):
+                data, proc = {}, ""
+            out.append((Member(field, str(data.get("user")), str(data.get("transport"))), proc))
+        return out
+
     async def _alive(self, rooms: dict[str, dict[str, str]]) -> dict[str, list[Member]]:
-        """Members per room from raw hashes, without those of dead processes."""
-        parsed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        procs: set[str] = set()
-        for room, raw in rooms.items():
-            parsed[room] = []
-            for field, value in raw.items():
-                try:
-                    data = json.loads(value)
-                    procs.add(str(data["proc"]))
-                except (ValueError, KeyError, TypeError):
-                    data = {"proc": ""}
-                parsed[room].append((field, data))
-        others = sorted(procs - {self.proc})
+        """Members per room from raw hashes, without those of dead processes
+        (which are removed, with their counts)."""
+        parsed = {room: self._parse(raw) for room, raw in rooms.items()}
+        alive = await self._alive_procs({proc for found in parsed.values() for _, proc in found})
+        out: dict[str, list[Member]] = {}
+        for room, found in parsed.items():
+            out[room] = [m for m, proc in found if proc in alive]
+            dead = [(m.conn_id, proc) for m, proc in found if proc not in alive]
+            if dead:
+                with contextlib.suppress(BrokerUnavailable):
+                    await self._remove(room, [f for f, _ in dead], {p for _, p in dead})
+        return out
+
+    async def _alive_procs(self, procs: Iterable[str]) -> set[str]:
+        """The processes among ``procs`` whose heartbeat has not expired (this one always)."""
+        others = sorted(set(procs) - {self.proc})
         alive = {self.proc}
         if others:
             async with self.conn.command("presence") as r:
@@ -143,25 +205,35 @@ class RedisPresence(Presence):
                     pipe.exists(proc_key(p))
                 beats = await pipe.execute()
             alive.update(p for p, v in zip(others, beats, strict=True) if v)
-        out: dict[str, list[Member]] = {}
-        dead: dict[str, list[str]] = {}
-        for room, items in parsed.items():
-            out[room] = []
-            for field, data in items:
-                if data.get("proc") in alive:
-                    out[room].append(
-                        Member(field, str(data.get("user")), str(data.get("transport")))
-                    )
-                else:
-                    dead.setdefault(room, []).append(field)
-        if dead:
-            with contextlib.suppress(BrokerUnavailable):
-                async with self.conn.command("presence cleanup") as r:
-                    pipe = r.pipeline(transaction=False)
-                    for room, fields in dead.items():
-                        pipe.hdel(members_key(room), *fields)
-                    await pipe.execute()
-        return out
+        return alive
+
+    async def _bury(self, room: str, dead: set[str]) -> None:
+        """Remove the members and counts of crashed processes from the room,
+        once at a time however many joins saw them."""
+        todo = {(room, p) for p in dead} - self._burying
+        if not todo:
+            return
+        self._burying |= todo
+        try:
+            fields: list[str] = []
+            async with self.conn.command("presence cleanup") as r:
+                for _, proc in todo:
+                    match = glob_escape(proc) + "/*"
+                    fields += [f async for f, _ in r.hscan_iter(members_key(room), match, 1000)]
+            await self._remove(room, fields, {p for _, p in todo})
+        except BrokerUnavailable:
+            pass  # the next join or read tries again
+        finally:
+            self._burying -= todo
+
+    async def _remove(self, room: str, fields: list[str], procs: set[str]) -> None:
+        async with self.conn.command("presence cleanup") as r:
+            pipe = r.pipeline(transaction=False)
+            for start in range(0, len(fields), 1000):
+                pipe.hdel(members_key(room), *fields[start : start + 1000])
+            if procs - {""}:
+                pipe.hdel(counts_key(room), *(procs - {""}))
+            await pipe.execute()
 
     # -- heartbeat ------------------------------------------------------
     async def _beat(self) -> None:
@@ -174,25 +246,29 @@ class RedisPresence(Presence):
             self._resync = False
 
     async def _register_all(self) -> None:
+        """Write this process's members and counts again, removing its stale
+        ones, in every room it has members in or may have left unrecorded."""
         r = self.conn.redis
-        rooms = list(self._local.items())
+        rooms = sorted(set(self._local) | self._stale)
+        mine = {}
+        for room in rooms:
+            match = glob_escape(self.proc) + "/*"
+            mine[room] = [f async for f, _ in r.hscan_iter(members_key(room), match, 1000)]
         pipe = r.pipeline(transaction=False)
-        for room, _ in rooms:
-            pipe.hgetall(members_key(room))
-        raws: list[dict[str, str]] = await pipe.execute() if rooms else []
-        pipe = r.pipeline(transaction=False)
-        mine = self.proc + "/"
-        for (room, members), raw in zip(rooms, raws, strict=False):
-            key = members_key(room)
+        for room in rooms:
+            members = self._local.get(room, {})
             wanted: dict[Any, Any] = {self._field(c): self._json(m) for c, m in members.items()}
-            stale = [f for f in raw if f.startswith(mine) and f not in wanted]
-            if stale:
-                pipe.hdel(key, *stale)
+            if stale := [f for f in mine[room] if f not in wanted]:
+                pipe.hdel(members_key(room), *stale)
             if wanted:
-                pipe.hset(key, mapping=wanted)
+                pipe.hset(members_key(room), mapping=wanted)
+                pipe.hset(counts_key(room), self.proc, len(wanted))
                 pipe.sadd(ROOMS_KEY, room)
+            else:
+                pipe.hdel(counts_key(room), self.proc)
         await pipe.execute()
-        self._listed = {room for room, members in rooms if members}
+        self._stale -= set(rooms)
+        self._listed = {room for room in rooms if room in self._local}
 
     async def _heartbeat(self) -> None:
         while True:
