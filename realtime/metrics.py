@@ -8,6 +8,7 @@ histogram fed once per flush pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,6 +17,9 @@ from prometheus_client.registry import Collector
 from .core.hub import Hub
 from .core.presence import by_transport
 from .core.room import CloseReason
+
+if TYPE_CHECKING:
+    from .collector import Collector as GcPolicy
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -83,6 +87,36 @@ class HubCollector(Collector):
         )
         up.add_metric([hub.backend.name], 1.0 if hub.healthy else 0.0)
         yield up
+
+
+class GcCollector(Collector):
+    """The server's garbage-collection policy (``realtime.collector``), when installed."""
+
+    def __init__(self, gc: GcPolicy) -> None:
+        self.gc = gc
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "realtime_gc_passes",
+            "Collector passes over the oldest generation (each covers only what was "
+            "allocated since the last; what survives it is frozen)",
+            value=self.gc.passes,
+        )
+        yield CounterMetricFamily(
+            "realtime_gc_sweeps",
+            "Full passes over every object, frozen or not (--gc-growth)",
+            value=self.gc.sweeps,
+        )
+        yield CounterMetricFamily(
+            "realtime_gc_swept_objects",
+            "Unreachable objects the sweeps freed (cycles reference counting could not)",
+            value=self.gc.swept,
+        )
+        yield GaugeMetricFamily(
+            "realtime_gc_last_sweep_seconds",
+            "How long the last sweep paused the process",
+            value=self.gc.last_sweep_seconds,
+        )
 
 
 class Metrics:

@@ -11,6 +11,7 @@ import os
 from aiohttp import web
 
 from .app import create_app
+from .collector import collector_for
 from .core.ports import BrokerUnavailable
 from .settings import Settings
 
@@ -64,8 +65,11 @@ def serve(
         )
 
     try:
+        app = app or create_app(settings)
+        if settings.gc_growth:
+            app.cleanup_ctx.insert(0, collector_for(settings.gc_growth))
         web.run_app(
-            app or create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             backlog=settings.backlog,

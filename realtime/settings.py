@@ -29,6 +29,7 @@ class Settings:
     max_buffer_bytes: int = 1 << 20
     max_rooms: int = 10_000
     heartbeat: float = 15.0
+    gc_growth: float = 2.0
     presence_limit: int = 100
     broker: str = "memory"
     redis_wait: int = 0
@@ -72,6 +73,9 @@ _HELP: dict[str, str] = {
     "room's last id back from disk",
     "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
     "heartbeat": "seconds between WebSocket pings and SSE comment pings",
+    "gc_growth": "a full garbage-collector pass when the heap has grown this many times "
+    "since the last one; between them a pass covers only what was allocated since the "
+    "previous pass, so it does not stall every connection (0: Python's own collection)",
     "presence_limit": "members up to which joins and leaves are broadcast with the member list",
     "broker": "where messages meet: 'memory' (one process), redis://host:port/db, "
     "redis-sentinel://host:port,…/MASTER[?db=N] or redis-cluster://host:port,…",
@@ -96,7 +100,7 @@ _HELP: dict[str, str] = {
 
 
 _METAVARS: dict[type, str] = {int: "N", float: "SECONDS"}
-_METAVAR_NAMES: dict[str, str] = {"write_delay": "MS"}
+_METAVAR_NAMES: dict[str, str] = {"write_delay": "MS", "gc_growth": "FACTOR"}
 
 USAGE = """python -m realtime [options]             serve (the options below)
        python -m realtime token --user NAME ...  print a signed token for private rooms
@@ -193,6 +197,8 @@ def check(s: Settings) -> None:
         problems.append("--request-timeout must be positive")
     if s.heartbeat <= 0:
         problems.append("--heartbeat must be positive")
+    if s.gc_growth != 0 and s.gc_growth <= 1:
+        problems.append("--gc-growth must be 0 (off) or above 1")
     if s.redis_wait < 0:
         problems.append("--redis-wait must be 0 or more")
     if s.redis_wait_timeout <= 0:
