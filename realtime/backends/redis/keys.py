@@ -62,18 +62,20 @@ redis.call('SET', KEYS[3], id, 'PX', ARGV[5])
 return {id, 0}
 """
 
-# A member joins (ARGV[2] is its JSON) or leaves (ARGV[2] is empty), and its
-# process's count moves by ARGV[4]; a count that reaches 0 is removed. KEYS:
-# the members hash, the counts hash (one slot); ARGV: the member's field, its
-# JSON or '', the process, +1 or -1. Returns the counts hash.
+# Members join (a field and its JSON) or leave (a field and ''), and the
+# process's count moves by the sum; a count that reaches 0 is removed. KEYS:
+# the members hash, the counts hash (one slot); ARGV: the process, the step,
+# then field, JSON-or-'' pairs. Returns the counts hash.
 MEMBER_LUA = """
-if ARGV[2] == '' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for i = 3, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
-if redis.call('HINCRBY', KEYS[2], ARGV[3], ARGV[4]) <= 0 then
-  redis.call('HDEL', KEYS[2], ARGV[3])
+if redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2]) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
 end
 return redis.call('HGETALL', KEYS[2])
 """
@@ -129,3 +131,16 @@ def to_messages(room: str, entries: Any, *, newest_first: bool = False) -> list[
     if newest_first:
         items.reverse()
     return [to_message(room, str(i), str(f["m"])) for i, f in items]
+
+
+def pairs(raw: Any) -> dict[str, str]:
+    """A hash as a dict, from a script's or HRANDFIELD's flat [field, value, …]."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    items = [str(x) for x in raw or ()]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

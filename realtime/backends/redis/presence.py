@@ -19,31 +19,20 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from ...core.ports import BrokerUnavailable, Headcount, Member, Presence
 from ...core.protocol import dumps
 from .connection import RedisConnection, stop_task
-from .keys import MEMBER_LUA, ROOMS_KEY, counts_key, members_key, proc_key
+from .keys import ROOMS_KEY, counts_key, glob_escape, members_key, pairs, proc_key
+from .members import MemberWrites
 
 log = logging.getLogger("realtime.redis")
 
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10  # seconds without a heartbeat before a process's members expire
-
-
-def pairs(raw: Any) -> dict[str, str]:
-    """A hash as a dict, from a script's or HRANDFIELD's flat [field, value, …]."""
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    items = [str(x) for x in raw or ()]
-    return dict(zip(items[::2], items[1::2], strict=True))
-
-
-def glob_escape(text: str) -> str:
-    """``text`` matched literally in a Redis MATCH pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class RedisPresence(Presence):
@@ -55,6 +44,8 @@ class RedisPresence(Presence):
         self._listed: set[str] = set()  # rooms this process added to the rooms set
         self._stale: set[str] = set()  # rooms where a join or leave may not be recorded
         self._burying: set[tuple[str, str]] = set()  # (room, dead process) being removed
+        self._beating: dict[str, float] = {}  # process -> until when it counts as alive
+        self.writes = MemberWrites(conn, self.proc)
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -63,6 +54,7 @@ class RedisPresence(Presence):
 
     async def close(self) -> None:
         await stop_task(self._task)
+        await self.writes.settle()
         with contextlib.suppress(BrokerUnavailable):
             async with self.conn.command("presence cleanup") as r:
                 pipe = r.pipeline(transaction=False)
@@ -82,45 +74,37 @@ class RedisPresence(Presence):
     # -- join and leave -------------------------------------------------
     async def join(self, room: str, member: Member, limit: int) -> Headcount:
         self._local.setdefault(room, {})[member.conn_id] = member
+        field = self._field(member.conn_id)
         try:
-            async with self.conn.command("join") as r:
-                # Not a transaction: in a cluster the rooms set is in another slot.
-                pipe = r.pipeline(transaction=False)
-                self._count(pipe, room, member, self._json(member), 1)
-                if room not in self._listed:
-                    pipe.sadd(ROOMS_KEY, room)
-                counts, *_ = await pipe.execute()
-            self._listed.add(room)
-        except BaseException:
+            if room not in self._listed:
+                async with self.conn.command("join") as r:
+                    await r.sadd(ROOMS_KEY, room)
+                self._listed.add(room)
+            counts = await self.writes.write(room, field, self._json(member), 1)
+        except BrokerUnavailable:
             # The script may have run: the heartbeat writes this process's
             # members and counts of the room again.
             self._forget(room, member)
             self._stale.add(room)
             self._resync = True
             raise
-        return await self._headcount(room, pairs(counts), limit)
+        return await self._headcount(room, counts, limit)
 
     async def leave(self, room: str, member: Member, limit: int) -> Headcount:
         self._forget(room, member)
         if self.conn.closed:
             return self._local_headcount(room, limit)
         try:
-            async with self.conn.command("leave") as r:
-                counts = await self._count(r, room, member, "", -1)
-            return await self._headcount(room, pairs(counts), limit, leaving=True)
+            counts = await self.writes.write(room, self._field(member.conn_id), "", -1)
+            return await self._headcount(room, counts, limit, leaving=True)
         except BrokerUnavailable as exc:
             # Not fatal: the heartbeat writes this process's members again
             # once Redis is back, which removes this one.
+            if room not in self._stale:  # one warning per room until then
+                log.warning("presence leave in %s not recorded: %s", room, exc)
             self._stale.add(room)
             self._resync = True
-            log.warning("presence leave in %s not recorded: %s", room, exc)
             return self._local_headcount(room, limit)
-
-    def _count(self, r: Any, room: str, member: Member, value: str, step: int) -> Any:
-        """Record (or, with value "", remove) the member and move this
-        process's count in one step; the script returns the counts hash."""
-        keys = (members_key(room), counts_key(room))
-        return r.eval(MEMBER_LUA, 2, *keys, self._field(member.conn_id), value, self.proc, step)
 
     def _forget(self, room: str, member: Member) -> None:
         local = self._local.get(room, {})
@@ -195,16 +179,22 @@ class RedisPresence(Presence):
         return out
 
     async def _alive_procs(self, procs: Iterable[str]) -> set[str]:
-        """The processes among ``procs`` whose heartbeat has not expired (this one always)."""
-        others = sorted(set(procs) - {self.proc})
-        alive = {self.proc}
-        if others:
+        """The processes among ``procs`` whose heartbeat has not expired (this
+        one always; one seen alive counts as alive for a heartbeat period)."""
+        now = time.monotonic()
+        alive = {self.proc} | {p for p in procs if self._beating.get(p, 0.0) > now}
+        if others := sorted(set(procs) - alive):
             async with self.conn.command("presence") as r:
                 pipe = r.pipeline(transaction=False)  # one slot per key in a cluster
                 for p in others:
                     pipe.exists(proc_key(p))
                 beats = await pipe.execute()
-            alive.update(p for p, v in zip(others, beats, strict=True) if v)
+            for p, beating in zip(others, beats, strict=True):
+                if beating:
+                    alive.add(p)
+                    self._beating[p] = now + HEARTBEAT_EVERY
+                else:
+                    self._beating.pop(p, None)
         return alive
 
     async def _bury(self, room: str, dead: set[str]) -> None:
