@@ -8,7 +8,7 @@ from aiohttp import WSMsgType, web
 from .guard import GUARD
 from .masking import masked_only
 from .state import ECHO_SOCKETS
-from .websocket import NAME, Closer, rate_limited, send_error, ws_response
+from .websocket import NAME, Closer, rate_limited, send_error, unhook_heartbeat, ws_response
 
 
 async def echo_socket(request: web.Request) -> web.WebSocketResponse:
@@ -21,9 +21,9 @@ async def echo_socket(request: web.Request) -> web.WebSocketResponse:
     bucket = guard.connection_bucket()
     async with guard.connection(request):
         masked_only(request, closer.close)
-        await ws.prepare(request)
-        registry.add(ws)
         try:
+            await ws.prepare(request)
+            registry.add(ws)
             async for msg in closer.frames():
                 if msg.type is WSMsgType.TEXT:
                     wait = guard.take_send(request, bucket, NAME)
@@ -35,4 +35,5 @@ async def echo_socket(request: web.Request) -> web.WebSocketResponse:
                     await send_error(ws, "unsupported_data", "send text frames, not binary")
         finally:
             registry.discard(ws)
+            unhook_heartbeat(request)
     return ws

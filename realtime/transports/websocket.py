@@ -61,6 +61,49 @@ class WebSocketWire:
 WIRE = WebSocketWire()
 
 
+def not_in_a_room() -> None:
+    """``Closer.leave_room`` while the socket has no subscriber."""
+
+
+def drop_tracebacks(ws: web.WebSocketResponse) -> None:
+    """Keep the error that ended a socket (``ws.exception()``, which says
+    why), but not its traceback.
+
+    aiohttp stores the error a close or a heartbeat met writing to a
+    connection the peer had already reset (``web_ws.py``, ``close`` and
+    ``_handle_ping_pong_exception``), traceback and all. Its frames hold the
+    socket (``close``'s ``self``) or the writer that reaches it: a reference
+    cycle that kept every connection the peer reset, with its request,
+    protocol and transport, until a full garbage collection.
+    """
+    exc = ws.exception()
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+
+
+def unhook_heartbeat(request: web.Request) -> None:
+    """Take a socket's heartbeat hook back from its connection's protocol,
+    once the handler is done with the socket.
+
+    aiohttp gives the protocol the socket's ``_on_data_received`` (incoming
+    bytes put off the next ping, ``web_protocol.py`` ``set_parser``) and
+    never takes it back, not even when the connection is lost; the socket
+    keeps its request (``WebSocketResponse.write_eof`` does not drop it, as
+    ``StreamResponse.write_eof`` does), and the request its protocol. That
+    cycle (socket -> request -> protocol -> socket) kept every WebSocket
+    connection, however it ended, until a full garbage collection. No public
+    call undoes it. Nothing changes on the wire: the hook only moves the
+    next ping, and after the handler the socket is closed (no more pings)
+    or its connection gone (no more bytes).
+    """
+    protocol = request.protocol
+    if getattr(protocol, "_data_received_cb", None) is not None:
+        protocol._data_received_cb = None
+
+
 class Closer:
     """Sends a socket's close frame once and remembers its code (and why, for
     a protocol error): the disconnect line reports the code the client was
@@ -73,7 +116,7 @@ class Closer:
         self.why: str | None = None
         # Takes the subscriber out of the room: no data frame may follow a
         # close frame, and the room writes to the socket directly.
-        self.leave_room: Callable[[], None] = lambda: None
+        self.leave_room: Callable[[], None] = not_in_a_room
 
     async def close(self, code: int, message: str = "", why: str | None = None) -> None:
         self.leave_room()
@@ -87,6 +130,8 @@ class Closer:
         except (TimeoutError, ConnectionError):
             if self.request.transport is not None:
                 self.request.transport.abort()
+        finally:
+            drop_tracebacks(self.ws)
 
     async def frames(self) -> AsyncIterator[WSMessage]:
         """The client's data frames until the socket closes. A client's close
@@ -99,6 +144,7 @@ class Closer:
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 yield msg
                 continue
+            drop_tracebacks(ws)  # a peer gone: aiohttp's close met the reset
             self.leave_room()  # aiohttp may have sent its close frame already
             if msg.type is WSMsgType.CLOSE:
                 unsendable = msg.data in NEVER_SENT
@@ -169,13 +215,14 @@ async def room_socket(request: web.Request) -> web.WebSocketResponse:
     closer = Closer(ws, request)
     async with session(request, target, NAME) as s:
         masked_only(request, closer.close)
-        await ws.prepare(request)
         try:
+            await ws.prepare(request)
             reader = Reader(request, closer, s)
             await s.run(WebSocketSink(closer), reader.serve)
         finally:
             s.code = closer.code
             s.why = closer.why or s.why
+            unhook_heartbeat(request)
     return ws
 
 
@@ -204,8 +251,14 @@ class Reader:
         try:
             await self._read()
         finally:
-            if self.in_flight:  # every accepted frame is answered before the socket ends
-                await asyncio.wait(self.in_flight, timeout=CLOSE_TIMEOUT)
+            try:
+                if self.in_flight:  # every accepted frame is answered before the socket ends
+                    await asyncio.wait(self.in_flight, timeout=CLOSE_TIMEOUT)
+            finally:
+                # The room detaches the subscriber next. Holding on would
+                # keep a cycle (closer -> subscriber -> sink -> closer), and
+                # with it the socket, until a full garbage collection.
+                self.closer.leave_room = not_in_a_room
 
     async def _read(self) -> None:
         ws = self.ws
