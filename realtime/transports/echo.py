@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from aiohttp import WSMsgType, web
 
+from .closer import Closer
+from .cycles import unhook_heartbeat
 from .guard import GUARD
 from .masking import masked_only
 from .state import ECHO_SOCKETS
-from .websocket import NAME, Closer, rate_limited, send_error, unhook_heartbeat, ws_response
+from .websocket import NAME, rate_limited, send_error, ws_response
 
 
 async def echo_socket(request: web.Request) -> web.WebSocketResponse:

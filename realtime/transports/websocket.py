@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
-from collections.abc import AsyncIterator, Callable
 
-from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.hub import Hub
 from ..core.ports import BrokerUnavailable
@@ -22,6 +21,8 @@ from ..core.protocol import (
 )
 from ..core.room import CloseReason, Subscriber
 from ..policy.tokens import TokenError
+from .closer import CLOSE_TIMEOUT, Closer, not_in_a_room
+from .cycles import unhook_heartbeat
 from .endings import APP_CODES
 from .errors import json_error
 from .guard import GUARD, Guard, Target
@@ -36,11 +37,7 @@ CLOSE_CODES = {
     CloseReason.GONE: WSCloseCode.GOING_AWAY,
     **APP_CODES,  # 4000 disconnect, 4001 disconnect and reconnect, 4003 token expired
 }
-CLOSE_TIMEOUT = 5.0
 MAX_IN_FLIGHT = 64  # sends of one socket being stored at once
-# Codes reserved for reporting (RFC 6455 section 7.4.1): never sent in a close
-# frame. aiohttp refuses 1005 and 1015 itself, and lets 1006 through.
-NEVER_SENT = frozenset({1005, 1006, 1015})
 
 
 class WebSocketWire:
@@ -59,102 +56,6 @@ class WebSocketWire:
 
 
 WIRE = WebSocketWire()
-
-
-def not_in_a_room() -> None:
-    """``Closer.leave_room`` while the socket has no subscriber."""
-
-
-def drop_tracebacks(ws: web.WebSocketResponse) -> None:
-    """Keep the error that ended a socket (``ws.exception()``, which says
-    why), but not its traceback.
-
-    aiohttp stores the error a close or a heartbeat met writing to a
-    connection the peer had already reset (``web_ws.py``, ``close`` and
-    ``_handle_ping_pong_exception``), traceback and all. Its frames hold the
-    socket (``close``'s ``self``) or the writer that reaches it: a reference
-    cycle that kept every connection the peer reset, with its request,
-    protocol and transport, until a full garbage collection.
-    """
-    exc = ws.exception()
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__
-
-
-def unhook_heartbeat(request: web.Request) -> None:
-    """Take a socket's heartbeat hook back from its connection's protocol,
-    once the handler is done with the socket.
-
-    aiohttp gives the protocol the socket's ``_on_data_received`` (incoming
-    bytes put off the next ping, ``web_protocol.py`` ``set_parser``) and
-    never takes it back, not even when the connection is lost; the socket
-    keeps its request (``WebSocketResponse.write_eof`` does not drop it, as
-    ``StreamResponse.write_eof`` does), and the request its protocol. That
-    cycle (socket -> request -> protocol -> socket) kept every WebSocket
-    connection, however it ended, until a full garbage collection. No public
-    call undoes it. Nothing changes on the wire: the hook only moves the
-    next ping, and after the handler the socket is closed (no more pings)
-    or its connection gone (no more bytes).
-    """
-    protocol = request.protocol
-    if getattr(protocol, "_data_received_cb", None) is not None:
-        protocol._data_received_cb = None
-
-
-class Closer:
-    """Sends a socket's close frame once and remembers its code (and why, for
-    a protocol error): the disconnect line reports the code the client was
-    sent."""
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
-        self.ws = ws
-        self.request = request
-        self.code: int | None = None
-        self.why: str | None = None
-        # Takes the subscriber out of the room: no data frame may follow a
-        # close frame, and the room writes to the socket directly.
-        self.leave_room: Callable[[], None] = not_in_a_room
-
-    async def close(self, code: int, message: str = "", why: str | None = None) -> None:
-        self.leave_room()
-        if self.ws.closed:
-            return
-        self.code = code
-        self.why = why or self.why
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.ws.close(code=code, message=message.encode())
-        except (TimeoutError, ConnectionError):
-            if self.request.transport is not None:
-                self.request.transport.abort()
-        finally:
-            drop_tracebacks(self.ws)
-
-    async def frames(self) -> AsyncIterator[WSMessage]:
-        """The client's data frames until the socket closes. A client's close
-        is answered (1002 to a code no endpoint may send); a frame aiohttp
-        refuses (too big, bad UTF-8, bad framing) was answered by aiohttp with
-        the code of its error."""
-        ws = self.ws
-        while True:
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                yield msg
-                continue
-            drop_tracebacks(ws)  # a peer gone: aiohttp's close met the reset
-            self.leave_room()  # aiohttp may have sent its close frame already
-            if msg.type is WSMsgType.CLOSE:
-                unsendable = msg.data in NEVER_SENT
-                await self.close(WSCloseCode.PROTOCOL_ERROR if unsendable else WSCloseCode.OK)
-            elif msg.type is WSMsgType.ERROR:
-                exc = ws.exception()
-                if isinstance(exc, WebSocketError):
-                    self.code = exc.code
-                self.why = f"protocol error: {exc}"
-            return
 
 
 class WebSocketSink(SocketSink):
