@@ -53,17 +53,28 @@ class RedisPresence(Presence):
         self._task = asyncio.get_running_loop().create_task(self._heartbeat(), name="heartbeat")
 
     async def close(self) -> None:
+        """Remove this process's members and counts, also where a join or
+        leave may not have been recorded (the heartbeat would have fixed it)."""
         await stop_task(self._task)
         await self.writes.settle()
         with contextlib.suppress(BrokerUnavailable):
             async with self.conn.command("presence cleanup") as r:
                 pipe = r.pipeline(transaction=False)
-                for room, members in self._local.items():
-                    pipe.hdel(members_key(room), *(self._field(c) for c in members))
+                for room in sorted(set(self._local) | self._stale):
+                    fields = [self._field(c) for c in self._local.get(room, {})]
+                    if room in self._stale:
+                        fields += await self._mine(r, room)
+                    if fields:
+                        pipe.hdel(members_key(room), *fields)
                     pipe.hdel(counts_key(room), self.proc)
                 pipe.delete(proc_key(self.proc))
                 await pipe.execute()
         self._local.clear()
+
+    async def _mine(self, r: Any, room: str) -> list[str]:
+        """This process's fields in the room's member hash."""
+        match = glob_escape(self.proc) + "/*"
+        return [f async for f, _ in r.hscan_iter(members_key(room), match, 1000)]
 
     def _field(self, conn_id: str) -> str:
         return f"{self.proc}/{conn_id}"
@@ -240,10 +251,7 @@ class RedisPresence(Presence):
         ones, in every room it has members in or may have left unrecorded."""
         r = self.conn.redis
         rooms = sorted(set(self._local) | self._stale)
-        mine = {}
-        for room in rooms:
-            match = glob_escape(self.proc) + "/*"
-            mine[room] = [f async for f, _ in r.hscan_iter(members_key(room), match, 1000)]
+        mine = {room: await self._mine(r, room) for room in rooms}
         pipe = r.pipeline(transaction=False)
         for room in rooms:
             members = self._local.get(room, {})
