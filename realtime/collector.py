@@ -12,14 +12,14 @@ collector is paced (``GOGC``), by the heap's growth:
   covers only what was allocated since the last one: short, however many
   connections are open.
 - Frozen objects are still freed by reference counting, as they would be
-  anyway. What reference counting cannot free (cycles) waits for a *sweep*:
-  unfreeze, one full pass, freeze again. A sweep runs when the allocated
-  blocks have grown ``growth`` times since the last sweep (checked every
-  second), so unreclaimed cycles never hold more than ``growth - 1`` times
-  the live heap, and a steady server (connections come and go, the count
-  stays) sweeps only as often as its cycles fill that headroom. A sweep
-  pauses for a full pass, as CPython's own collector would, but once per
-  doubling instead of once per quarter.
+  anyway; a connection that ends is (``transports/cycles.py``). What
+  reference counting cannot free (cycles) waits for a *sweep*: unfreeze,
+  one full pass, freeze again. A sweep runs when the heap (allocated blocks,
+  or the resident size) has grown ``growth`` times since the last sweep and
+  by at least ``floor``, checked every second: unreclaimed cycles never
+  hold more than that growth, and a small or steady server does not sweep.
+  A sweep pauses for a full pass, as CPython's own collector would, but
+  once per doubling instead of once per quarter.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -42,18 +43,30 @@ log = logging.getLogger("realtime.gc")
 
 OLDEST = 2
 CHECK_EVERY = 1.0  # seconds between looks at the heap's size
+FLOOR = 1 << 20  # blocks (and 64 times that many bytes of resident size)
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int:
+    """The process's resident size (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class Collector:
     """Freezes what survives each pass; sweeps when the heap has grown."""
 
-    def __init__(self, growth: float) -> None:
+    def __init__(self, growth: float, floor: int = FLOOR) -> None:
         self.growth = growth
+        self.floor = floor
         self.passes = 0  # automatic passes over the oldest generation
         self.sweeps = 0
         self.swept = 0  # objects the sweeps found unreachable
         self.last_sweep_seconds = 0.0
-        self.baseline = 0  # allocated blocks after the last sweep
+        self.baseline = (0, 0)  # allocated blocks and resident bytes after the last sweep
         self._sweeping = False
 
     def install(self) -> None:
@@ -72,7 +85,15 @@ class Collector:
             gc.freeze()
 
     def due(self) -> bool:
-        return sys.getallocatedblocks() > self.baseline * self.growth
+        """The heap has grown ``growth`` times, and by ``floor``, since the
+        last sweep (in blocks, which only count objects of up to 512 bytes and
+        read 0 under ``PYTHONMALLOC=malloc``, or in resident bytes)."""
+        now = (sys.getallocatedblocks(), resident_bytes())
+        floors = (self.floor, self.floor * 64)
+        return any(
+            base > 0 and size > max(base * self.growth, base + floor)
+            for size, base, floor in zip(now, self.baseline, floors, strict=True)
+        )
 
     def sweep(self, *, quiet: bool = False) -> int:
         """One full pass over everything, frozen or not; the unreachable objects found."""
@@ -85,7 +106,7 @@ class Collector:
         finally:
             self._sweeping = False
         self.last_sweep_seconds = time.perf_counter() - started
-        self.baseline = sys.getallocatedblocks()
+        self.baseline = (sys.getallocatedblocks(), resident_bytes())
         self.sweeps += 1
         self.swept += found
         log.log(
@@ -93,7 +114,7 @@ class Collector:
             "gc sweep: %d unreachable objects freed in %.0f ms, %d blocks allocated",
             found,
             self.last_sweep_seconds * 1e3,
-            self.baseline,
+            self.baseline[0],
         )
         return found
 

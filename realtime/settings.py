@@ -74,8 +74,9 @@ _HELP: dict[str, str] = {
     "max_buffer_bytes": "unsent bytes a subscriber may fall behind before it is dropped",
     "heartbeat": "seconds between WebSocket pings and SSE comment pings",
     "gc_growth": "a full garbage-collector pass when the heap has grown this many times "
-    "since the last one; between them a pass covers only what was allocated since the "
-    "previous pass, so it does not stall every connection (0: Python's own collection)",
+    "(and by at least 2**20 blocks or 64 MiB) since the last one; between them a pass "
+    "covers only what was allocated since the previous pass, so it does not stall every "
+    "connection (0: Python's own collection)",
     "presence_limit": "members up to which joins and leaves are broadcast with the member list",
     "broker": "where messages meet: 'memory' (one process), redis://host:port/db, "
     "redis-sentinel://host:port,…/MASTER[?db=N] or redis-cluster://host:port,…",
@@ -197,6 +198,8 @@ def check(s: Settings) -> None:
         problems.append("--request-timeout must be positive")
     if s.heartbeat <= 0:
         problems.append("--heartbeat must be positive")
+    if s.presence_limit < 0:
+        problems.append("--presence-limit must be 0 or more")
     if s.gc_growth != 0 and s.gc_growth <= 1:
         problems.append("--gc-growth must be 0 (off) or above 1")
     if s.redis_wait < 0:

@@ -205,7 +205,7 @@ async def test_a_room_above_the_limit_is_counted_on_every_instance_without_readi
             conns.append(await (a, b)[i % 2].ws_connect(f"/rooms/big/ws?user=u{i}"))
             joined = await ws_until(conns[-1], "presence")
             # Each join read the counts (a field per process) and the limit
-            # of members, not the 20,000 (about 1.4 MB).
+            # of members, not the 20,000 (about 1.6 MB).
             assert (await r.info("stats"))["total_net_output_bytes"] - sent_before < 20_000
             assert joined["count"] == 20_000 + i + 1 and len(joined["members"]) == 3
         counts = await r.hgetall(counts_key("big"))

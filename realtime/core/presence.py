@@ -77,8 +77,13 @@ class Roster:
     def _track(self, room: str, member: Member) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._leave(room, member))
         self._leaving.add(task)
-        task.add_done_callback(self._leaving.discard)
+        task.add_done_callback(self._left)
         return task
+
+    def _left(self, task: asyncio.Task[None]) -> None:
+        self._leaving.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("presence leave failed", exc_info=exc)
 
     async def _leave(self, room: str, member: Member) -> None:
         seen = await self.presence.leave(room, member, self.limit)

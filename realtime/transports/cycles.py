@@ -23,12 +23,13 @@ def drop_tracebacks(ws: web.WebSocketResponse) -> None:
     cycle that kept every connection the peer reset, with its request,
     protocol and transport, until a full garbage collection.
     """
-    exc = ws.exception()
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__
+    todo, seen = [ws.exception()], set()
+    while todo:
+        exc = todo.pop()
+        if exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
+            exc.__traceback__ = None
+            todo += (exc.__cause__, exc.__context__)
 
 
 def unhook_heartbeat(request: web.Request) -> None:

@@ -63,18 +63,21 @@ return {id, 0}
 """
 
 # Members join (a field and its JSON) or leave (a field and ''), and the
-# process's count moves by the sum; a count that reaches 0 is removed. KEYS:
-# the members hash, the counts hash (one slot); ARGV: the process, the step,
-# then field, JSON-or-'' pairs. Returns the counts hash.
+# process's count moves by the fields this actually added or removed, so it
+# stays the number of the process's fields however often a write is
+# repeated; a count that reaches 0 is removed. KEYS: the members hash, the
+# counts hash (one slot); ARGV: the process, then field, JSON-or-'' pairs.
+# Returns the counts hash.
 MEMBER_LUA = """
-for i = 3, #ARGV, 2 do
+local step = 0
+for i = 2, #ARGV, 2 do
   if ARGV[i + 1] == '' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
+    step = step - redis.call('HDEL', KEYS[1], ARGV[i])
   else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    step = step + redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
-if redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2]) <= 0 then
+if step ~= 0 and redis.call('HINCRBY', KEYS[2], ARGV[1], step) <= 0 then
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
 return redis.call('HGETALL', KEYS[2])

@@ -19,11 +19,10 @@ from .keys import MEMBER_LUA, counts_key, members_key, pairs
 
 
 class Batch:
-    __slots__ = ("changes", "done", "step")
+    __slots__ = ("changes", "done")
 
     def __init__(self) -> None:
         self.changes: list[str] = []  # field, JSON or "" (to remove), …
-        self.step = 0  # how this process's count moves
         self.done: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
 
 
@@ -41,18 +40,18 @@ class MemberWrites:
         self._next: dict[str, Batch] = {}  # room -> the batch being gathered
         self._sending: dict[str, asyncio.Task[None]] = {}  # room -> its sender
 
-    async def write(self, room: str, field: str, value: str, step: int) -> dict[str, str]:
-        """Set (or with value "" remove) a member and move this process's
-        count; the room's counts hash afterwards. The write is made even if
-        the caller is cancelled while it waits."""
+    async def write(self, room: str, changes: list[str]) -> dict[str, str]:
+        """Set members (field, JSON) or remove them (field, ""); this
+        process's count follows what Redis actually added and removed. The
+        room's counts hash afterwards. The write is made even if the caller is
+        cancelled while it waits."""
         batch = self._next.get(room)
         if batch is None:
             batch = self._next[room] = Batch()
             if room not in self._sending:
                 task = asyncio.get_running_loop().create_task(self._send(room))
                 self._sending[room] = task
-        batch.changes += (field, value)
-        batch.step += step
+        batch.changes += changes
         return await asyncio.shield(batch.done)
 
     async def _send(self, room: str) -> None:
@@ -63,7 +62,7 @@ class MemberWrites:
                     async with self.conn.command("presence") as r:
                         raw = await self._script(r, room, batch)
                     batch.done.set_result(pairs(raw))
-                except BrokerUnavailable as exc:  # for every caller of the batch
+                except Exception as exc:  # BrokerUnavailable, for every caller
                     fail(batch, exc)
         finally:
             del self._sending[room]
@@ -73,7 +72,7 @@ class MemberWrites:
 
     def _script(self, r: Any, room: str, batch: Batch) -> Any:
         keys = (members_key(room), counts_key(room))
-        return r.eval(MEMBER_LUA, 2, *keys, self.proc, batch.step, *batch.changes)
+        return r.eval(MEMBER_LUA, 2, *keys, self.proc, *batch.changes)
 
     async def settle(self) -> None:
         """Wait for the batches on their way (at close)."""

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import socket
-import time
-from collections.abc import Iterable
 from typing import Any
 
 from ...core.ports import BrokerUnavailable, Headcount, Member, Presence
 from ...core.protocol import dumps
 from .connection import RedisConnection, stop_task
 from .keys import ROOMS_KEY, counts_key, glob_escape, members_key, pairs, proc_key
+from .liveness import Liveness, parse
 from .members import MemberWrites
 
 log = logging.getLogger("realtime.redis")
@@ -43,8 +41,7 @@ class RedisPresence(Presence):
         self._resync = False
         self._listed: set[str] = set()  # rooms this process added to the rooms set
         self._stale: set[str] = set()  # rooms where a join or leave may not be recorded
-        self._burying: set[tuple[str, str]] = set()  # (room, dead process) being removed
-        self._beating: dict[str, float] = {}  # process -> until when it counts as alive
+        self.liveness = Liveness(conn, self.proc, HEARTBEAT_EVERY)
         self.writes = MemberWrites(conn, self.proc)
         self._task: asyncio.Task[None] | None = None
 
@@ -57,6 +54,7 @@ class RedisPresence(Presence):
         leave may not have been recorded (the heartbeat would have fixed it)."""
         await stop_task(self._task)
         await self.writes.settle()
+        await self.liveness.close()
         with contextlib.suppress(BrokerUnavailable):
             async with self.conn.command("presence cleanup") as r:
                 pipe = r.pipeline(transaction=False)
@@ -91,10 +89,10 @@ class RedisPresence(Presence):
                 async with self.conn.command("join") as r:
                     await r.sadd(ROOMS_KEY, room)
                 self._listed.add(room)
-            counts = await self.writes.write(room, field, self._json(member), 1)
+            counts = await self.writes.write(room, [field, self._json(member)])
         except BrokerUnavailable:
             # The script may have run: the heartbeat writes this process's
-            # members and counts of the room again.
+            # members of the room again (its count follows).
             self._forget(room, member)
             self._stale.add(room)
             self._resync = True
@@ -106,8 +104,7 @@ class RedisPresence(Presence):
         if self.conn.closed:
             return self._local_headcount(room, limit)
         try:
-            counts = await self.writes.write(room, self._field(member.conn_id), "", -1)
-            return await self._headcount(room, counts, limit, leaving=True)
+            counts = await self.writes.write(room, [self._field(member.conn_id), ""])
         except BrokerUnavailable as exc:
             # Not fatal: the heartbeat writes this process's members again
             # once Redis is back, which removes this one.
@@ -115,6 +112,10 @@ class RedisPresence(Presence):
                 log.warning("presence leave in %s not recorded: %s", room, exc)
             self._stale.add(room)
             self._resync = True
+            return self._local_headcount(room, limit)
+        try:
+            return await self._headcount(room, counts, limit, leaving=True)
+        except BrokerUnavailable:  # recorded; only the reading after it failed
             return self._local_headcount(room, limit)
 
     def _forget(self, room: str, member: Member) -> None:
@@ -136,15 +137,15 @@ class RedisPresence(Presence):
     ) -> Headcount:
         """The room's count from the live processes' counts, and up to
         ``limit`` members read at random (all of them when that many or fewer)."""
-        alive = await self._alive_procs(counts)
+        alive = await self.liveness.alive(counts)
         if dead := set(counts) - alive:
-            await self._bury(room, dead)
+            self.liveness.bury(room, dead)
         count = sum(int(n) for proc, n in counts.items() if proc in alive)
         if limit <= 0 or (leaving and count >= limit):
             return Headcount(count)
         async with self.conn.command("presence") as r:
             raw = await r.hrandfield(members_key(room), limit, withvalues=True)
-        first = [m for m, proc in self._parse(pairs(raw)) if proc in alive]
+        first = [m for m, proc in parse(pairs(raw)) if proc in alive]
         return Headcount(count, first)
 
     async def rooms(self) -> dict[str, list[Member]]:
@@ -162,111 +163,54 @@ class RedisPresence(Presence):
             raw: Any = await r.hgetall(members_key(room))
         return (await self._alive({room: raw}))[room]
 
-    @staticmethod
-    def _parse(raw: dict[str, str]) -> list[tuple[Member, str]]:
-        """Members of a raw hash, each with its process ("" when unreadable)."""
-        out = []
-        for field, value in raw.items():
-            try:
-                data = json.loads(value)
-                proc = str(data["proc"])
-            except (ValueError, KeyError, TypeError):
-                data, proc = {}, ""
-            out.append((Member(field, str(data.get("user")), str(data.get("transport"))), proc))
-        return out
-
     async def _alive(self, rooms: dict[str, dict[str, str]]) -> dict[str, list[Member]]:
         """Members per room from raw hashes, without those of dead processes
         (which are removed, with their counts)."""
-        parsed = {room: self._parse(raw) for room, raw in rooms.items()}
-        alive = await self._alive_procs({proc for found in parsed.values() for _, proc in found})
+        parsed = {room: parse(raw) for room, raw in rooms.items()}
+        alive = await self.liveness.alive({proc for found in parsed.values() for _, proc in found})
         out: dict[str, list[Member]] = {}
         for room, found in parsed.items():
             out[room] = [m for m, proc in found if proc in alive]
             dead = [(m.conn_id, proc) for m, proc in found if proc not in alive]
             if dead:
                 with contextlib.suppress(BrokerUnavailable):
-                    await self._remove(room, [f for f, _ in dead], {p for _, p in dead})
+                    await self.liveness.remove(room, [f for f, _ in dead], {p for _, p in dead})
         return out
-
-    async def _alive_procs(self, procs: Iterable[str]) -> set[str]:
-        """The processes among ``procs`` whose heartbeat has not expired (this
-        one always; one seen alive counts as alive for a heartbeat period)."""
-        now = time.monotonic()
-        alive = {self.proc} | {p for p in procs if self._beating.get(p, 0.0) > now}
-        if others := sorted(set(procs) - alive):
-            async with self.conn.command("presence") as r:
-                pipe = r.pipeline(transaction=False)  # one slot per key in a cluster
-                for p in others:
-                    pipe.exists(proc_key(p))
-                beats = await pipe.execute()
-            for p, beating in zip(others, beats, strict=True):
-                if beating:
-                    alive.add(p)
-                    self._beating[p] = now + HEARTBEAT_EVERY
-                else:
-                    self._beating.pop(p, None)
-        return alive
-
-    async def _bury(self, room: str, dead: set[str]) -> None:
-        """Remove the members and counts of crashed processes from the room,
-        once at a time however many joins saw them."""
-        todo = {(room, p) for p in dead} - self._burying
-        if not todo:
-            return
-        self._burying |= todo
-        try:
-            fields: list[str] = []
-            async with self.conn.command("presence cleanup") as r:
-                for _, proc in todo:
-                    match = glob_escape(proc) + "/*"
-                    fields += [f async for f, _ in r.hscan_iter(members_key(room), match, 1000)]
-            await self._remove(room, fields, {p for _, p in todo})
-        except BrokerUnavailable:
-            pass  # the next join or read tries again
-        finally:
-            self._burying -= todo
-
-    async def _remove(self, room: str, fields: list[str], procs: set[str]) -> None:
-        async with self.conn.command("presence cleanup") as r:
-            pipe = r.pipeline(transaction=False)
-            for start in range(0, len(fields), 1000):
-                pipe.hdel(members_key(room), *fields[start : start + 1000])
-            if procs - {""}:
-                pipe.hdel(counts_key(room), *(procs - {""}))
-            await pipe.execute()
 
     # -- heartbeat ------------------------------------------------------
     async def _beat(self) -> None:
-        """Refresh this process's heartbeat; write members again if Redis lost them."""
+        """Refresh this process's heartbeat; write its members again where
+        Redis may have lost them (all rooms, if the heartbeat key was gone)
+        or a write may not have been recorded (``_stale``)."""
         async with self.conn.command("heartbeat") as r:
             previous = await r.set(proc_key(self.proc), "1", ex=HEARTBEAT_TTL, get=True)
         if previous is None or self._resync:
-            async with self.conn.command("presence resync"):
-                await self._register_all()
-            self._resync = False
+            stale, self._stale, self._resync = self._stale, set(), False
+            try:
+                await self._register(set(self._local) if previous is None else set(), stale)
+            except BaseException:
+                self._stale |= stale  # asked again on the next heartbeat
+                self._resync = True
+                raise
 
-    async def _register_all(self) -> None:
-        """Write this process's members and counts again, removing its stale
-        ones, in every room it has members in or may have left unrecorded."""
-        r = self.conn.redis
-        rooms = sorted(set(self._local) | self._stale)
-        mine = {room: await self._mine(r, room) for room in rooms}
-        pipe = r.pipeline(transaction=False)
-        for room in rooms:
+    async def _register(self, lost: set[str], stale: set[str]) -> None:
+        """Write this process's members of these rooms again, and remove its
+        fields there that are no longer members. The writes go through the
+        room's batches, in order with the joins and leaves on their way, and
+        the counts follow what they change."""
+        if listed := sorted(room for room in lost | stale if room in self._local):
+            async with self.conn.command("presence resync") as r:
+                await r.sadd(ROOMS_KEY, *listed)
+            self._listed |= set(listed)
+        for room in sorted(lost | stale):
             members = self._local.get(room, {})
-            wanted: dict[Any, Any] = {self._field(c): self._json(m) for c, m in members.items()}
-            if stale := [f for f in mine[room] if f not in wanted]:
-                pipe.hdel(members_key(room), *stale)
-            if wanted:
-                pipe.hset(members_key(room), mapping=wanted)
-                pipe.hset(counts_key(room), self.proc, len(wanted))
-                pipe.sadd(ROOMS_KEY, room)
-            else:
-                pipe.hdel(counts_key(room), self.proc)
-        await pipe.execute()
-        self._stale -= set(rooms)
-        self._listed = {room for room in rooms if room in self._local}
+            changes = [x for c, m in members.items() for x in (self._field(c), self._json(m))]
+            if room in stale:
+                async with self.conn.command("presence resync") as r:
+                    gone = set(await self._mine(r, room)) - {self._field(c) for c in members}
+                changes += [x for f in sorted(gone) for x in (f, "")]
+            if changes:
+                await self.writes.write(room, changes)
 
     async def _heartbeat(self) -> None:
         while True:
