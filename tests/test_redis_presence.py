@@ -4,6 +4,7 @@ that follow what Redis holds, a resync racing joins and leaves, a restart."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -94,3 +95,29 @@ async def test_after_a_restart_that_lost_everything_the_heartbeat_writes_it_back
     assert await state(redis_server.url, "b", presence.proc) == (5, 5)
     seen = await presence.join("b", member(5), 3)
     assert seen.count == 6
+
+
+async def test_a_process_that_exits_leaves_nothing_behind_where_a_write_failed(
+    redis_server: RedisServer,
+) -> None:
+    conn = RedisConnection(redis_server.url)
+    await conn.wait_reachable()
+    p = RedisPresence(conn)
+    await p.open()
+    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await p.join("x", member(0), 3)
+        await p.join("y", member(1), 3)
+        # A leave of room y that Redis may not have recorded, and the process
+        # exits before its heartbeat writes the room again.
+        await p.writes.write("y", [f"{p.proc}/c9", json.dumps({"proc": p.proc})])
+        await p.leave("y", member(1), 3)
+        p._stale.add("y")
+        assert await state(redis_server.url, "y", p.proc) == (1, 1)
+        await p.close()
+        for room in ("x", "y"):
+            assert await state(redis_server.url, room, p.proc) == (0, 0)
+        assert not await r.exists(f"realtime:proc:{p.proc}")
+    finally:
+        await r.aclose()
+        await conn.redis.aclose()
