@@ -138,3 +138,22 @@ print(dup, spare_duplicate(late.fileno()), late.fileno())
     dup, late_dup, late_fd = map(int, out)
     assert 0 <= dup < 32
     assert late_dup == -1 and late_fd >= 32
+
+
+def test_no_duplicate_while_sigpipe_is_not_ignored() -> None:
+    """A program embedding the server that restored SIGPIPE's default (which
+    would kill the process on a write to a vanished peer) gets the
+    transport's writes instead of the direct path."""
+    script = """
+import signal, socket
+from realtime.transports.direct import spare_duplicate
+s = socket.socket()
+ignored = spare_duplicate(s.fileno())
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+print(ignored, spare_duplicate(s.fileno()))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    ignored, default = map(int, out)
+    assert ignored >= 0 and default == -1

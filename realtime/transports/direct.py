@@ -93,8 +93,15 @@ class UnsentWatch(asyncio.Protocol):
 def spare_duplicate(fd: int) -> int:
     """A duplicate of ``fd`` numbered in the lower half of the process's
     descriptor table, or -1: duplicates never take the upper half, which
-    stays for connections (a connection past that goes without one)."""
+    stays for connections (a connection past that goes without one). Also
+    -1 while SIGPIPE is not ignored (Python ignores it, a program embedding
+    the server may not): ``os.write`` to a vanished peer would then kill the
+    process instead of raising EPIPE."""
     import resource
+    import signal
+
+    if getattr(signal, "SIGPIPE", None) and signal.getsignal(signal.SIGPIPE) != signal.SIG_IGN:
+        return -1
 
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     try:
