@@ -4,6 +4,7 @@ otherwise, the server's refusals, and a send cut by a dropped socket."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Any
 
@@ -178,3 +179,48 @@ async def test_an_expired_token_is_renewed_for_a_post(make_client: MakeClient) -
         sent = await client.send("team-a", "renewed")
         assert sent.user == "ana" and client.token == fresh
         assert [m.text for m in (await client.history("team-a")).messages] == ["renewed"]
+
+
+async def test_sends_over_one_websocket_are_pipelined(aiohttp_client: Any) -> None:
+    """A room that answers sends only once five are in (as a server storing
+    them in one batch would): the client has all five on the wire at once,
+    in the order they were made, and each gets its own answer; an error names
+    the send it answers."""
+    from aiohttp import web
+
+    async def room(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("realtime",))
+        await ws.prepare(request)
+        sends = []
+        async for msg in ws:
+            sends.append(json.loads(msg.data))
+            if len(sends) < 5:
+                continue
+            for i, send in enumerate(reversed(sends), start=1):  # answers out of order
+                if send["text"] == "bad":
+                    await ws.send_json(
+                        {
+                            "type": "error",
+                            "code": "nope",
+                            "detail": "",
+                            "client_id": send["client_id"],
+                        }
+                    )
+                    continue
+                body = {"type": "message", "room": "r", "id": str(i), "user": "ana", "ts": 1.0}
+                await ws.send_json({**body, "text": send["text"], "client_id": send["client_id"]})
+            sends.clear()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/rooms/{room}/ws", room)
+    server = await aiohttp_client(app)
+    async with (
+        Client(base_url(server), user="ana", options=FAST) as client,
+        client.subscribe("r", transport="ws") as sub,
+    ):
+        await until(lambda: sub.can_send)
+        texts = ["t0", "t1", "bad", "t3", "t4"]
+        sent = await asyncio.gather(*(client.send("r", t) for t in texts), return_exceptions=True)
+        assert [m.text for m in sent if isinstance(m, Message)] == ["t0", "t1", "t3", "t4"]
+        assert isinstance(sent[2], Refused) and sent[2].code == "nope"

@@ -81,9 +81,11 @@ class ErrorEvent:
 
     code: str
     detail: str
+    client_id: str | None = None  # the send it answers, when it names one
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code, "detail": self.detail}
+        out = {"type": "error", "code": self.code, "detail": self.detail}
+        return out if self.client_id is None else {**out, "client_id": self.client_id}
 
 
 Event = Message | Presence | Gap | ErrorEvent
@@ -125,5 +127,9 @@ def parse_event(data: dict[str, Any]) -> Event | None:
             detail=str(data.get("detail", "")),
         )
     if kind == "error":
-        return ErrorEvent(code=str(data.get("code", "error")), detail=str(data.get("detail", "")))
+        return ErrorEvent(
+            code=str(data.get("code", "error")),
+            detail=str(data.get("detail", "")),
+            client_id=_opt_str(data.get("client_id")),
+        )
     return None

@@ -55,8 +55,8 @@ class Subscription:
         self._ever_opened = False
         self._delivered_on_link = 0
         self._sender: Sender | None = None
-        self._send_lock = asyncio.Lock()
-        self._pending: tuple[str, asyncio.Future[Message]] | None = None
+        self._send_lock = asyncio.Lock()  # one frame written at a time, in order
+        self._pending: dict[str, tuple[asyncio.Future[Message], int]] = {}  # id -> answer, size
 
     @property
     def resume_from(self) -> str | None:
@@ -153,8 +153,11 @@ class Subscription:
         elif isinstance(event, ErrorEvent):
             if event.code == "token_expired":
                 return Ending(Reason.TOKEN_EXPIRED, event.detail)
-            if self._pending is not None:  # sends are one at a time: it answers ours
-                self._answer(self._pending[0], Refused(event.code, event.detail))
+            answers = event.client_id if event.client_id in self._pending else None
+            if answers is None and len(self._pending) == 1:
+                answers = next(iter(self._pending))  # an older server names no client_id
+            if answers is not None:
+                self._answer(answers, Refused(event.code, event.detail))
                 return None
         elif event is None:
             return None
@@ -170,19 +173,23 @@ class Subscription:
         messages it delivered."""
         opened, self._opened_at = self._opened_at, None
         self._sender = None
-        if self._pending is not None:
-            if ending is not None and ending.code == WS_TOO_BIG:
+        # A frame over the server's limit closes the socket: the largest one
+        # in flight was it; the others may or may not be stored.
+        too_big = ending is not None and ending.code == WS_TOO_BIG
+        largest = max(self._pending, key=lambda c: self._pending[c][1], default=None)
+        for client_id in list(self._pending):
+            if too_big and client_id == largest:
                 answer: BaseException = Refused("too_long", "the message is over the size limit")
             else:
                 answer = LinkLost(f"the connection to room {self.room} was lost")
-            self._answer(self._pending[0], answer)
+            self._answer(client_id, answer)
         return opened, self._delivered_on_link
 
     def _answer(self, client_id: str | None, answer: Message | BaseException) -> None:
-        pending = self._pending
-        if pending is None or client_id is None or pending[0] != client_id:
+        pending = self._pending.get(client_id) if client_id is not None else None
+        if pending is None:
             return
-        future = pending[1]
+        future = pending[0]
         if not future.done():
             if isinstance(answer, BaseException):
                 future.set_exception(answer)
@@ -196,21 +203,24 @@ class Subscription:
 
     async def send_frame(self, frame: str, client_id: str) -> Message:
         """Send a frame and wait for the message that carries ``client_id``
-        (or the error answering it). Raises :class:`LinkLost` when the link
-        goes down first: the message may or may not be stored."""
-        async with self._send_lock:
-            sender = self._sender
-            if sender is None:
-                raise LinkLost(f"no open WebSocket to room {self.room}")
-            future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-            self._pending = (client_id, future)
-            try:
+        (or the error answering it). Sends are pipelined: the next frame goes
+        out while earlier ones wait for their answers, in the order of the
+        calls. Raises :class:`LinkLost` when the link goes down first: the
+        message may or may not be stored."""
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[client_id] = (future, len(frame.encode()))
+        try:
+            async with self._send_lock:
+                sender = self._sender
+                if sender is None:
+                    raise LinkLost(f"no open WebSocket to room {self.room}")
                 await sender(frame)
-                async with asyncio.timeout(self.ctx.options.send_timeout):
-                    return await future
-            except ConnectionError as exc:
-                if isinstance(exc, LinkLost):
-                    raise
-                raise LinkLost(str(exc)) from exc
-            finally:
-                self._pending = None
+            async with asyncio.timeout(self.ctx.options.send_timeout):
+                return await future
+        except ConnectionError as exc:
+            if isinstance(exc, LinkLost):
+                raise
+            raise LinkLost(str(exc)) from exc
+        finally:
+            if self._pending.get(client_id, (None,))[0] is future:
+                del self._pending[client_id]
