@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from .metrics import GcCollector
+from .tasks import stop_task
 from .transports.state import METRICS
 
 log = logging.getLogger("realtime.gc")
@@ -137,8 +138,7 @@ def collector_for(growth: float) -> Callable[[web.Application], AsyncIterator[No
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.wait([task])
+            await stop_task(task)
             collector.uninstall()
 
     return collecting

@@ -30,7 +30,8 @@ from redis.asyncio.client import PubSub
 
 from ...core.ports import BrokerUnavailable, Bus, Deliver
 from ...core.protocol import Event, Message, dumps, parse_id
-from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection, stop_task
+from ...tasks import stop_task
+from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection
 from .keys import CHANNEL_PATTERN, CONTROL_ROOM, channel, room_of, to_message
 from .log import RedisLog
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from ...core.ports import BrokerUnavailable, Headcount, Member, Presence
 from ...core.protocol import dumps
-from .connection import RedisConnection, stop_task
+from ...tasks import stop_task
+from .connection import RedisConnection
 from .keys import ROOMS_KEY, counts_key, glob_escape, members_key, pairs, proc_key
 from .liveness import Liveness, parse
 from .members import MemberWrites

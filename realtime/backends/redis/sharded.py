@@ -28,8 +28,9 @@ from redis.asyncio.client import PubSub
 
 from ...core.ports import BrokerUnavailable, Deliver
 from ...core.protocol import Event
+from ...tasks import stop_task
 from .bus import LISTEN_DEAD, LISTEN_IDLE, StreamBus
-from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection, stop_task
+from .connection import COMMAND_TIMEOUT, ERRORS, START_WAIT, RedisConnection
 from .keys import CONTROL_ROOM, channel, room_of
 from .log import RedisLog
 
