@@ -48,6 +48,11 @@ FLOOR = 1 << 20  # blocks (and 64 times that many bytes of resident size)
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def heap_size() -> tuple[int, int]:
+    """Allocated blocks and resident bytes: what :meth:`Collector.due` compares."""
+    return sys.getallocatedblocks(), resident_bytes()
+
+
 def resident_bytes() -> int:
     """The process's resident size (0 where /proc is not there)."""
     try:
@@ -89,7 +94,7 @@ class Collector:
         """The heap has grown ``growth`` times, and by ``floor``, since the
         last sweep (in blocks, which only count objects of up to 512 bytes and
         read 0 under ``PYTHONMALLOC=malloc``, or in resident bytes)."""
-        now = (sys.getallocatedblocks(), resident_bytes())
+        now = heap_size()
         floors = (self.floor, self.floor * 64)
         return any(
             base > 0 and size > max(base * self.growth, base + floor)
@@ -107,7 +112,7 @@ class Collector:
         finally:
             self._sweeping = False
         self.last_sweep_seconds = time.perf_counter() - started
-        self.baseline = (sys.getallocatedblocks(), resident_bytes())
+        self.baseline = heap_size()
         self.sweeps += 1
         self.swept += found
         log.log(
