@@ -101,6 +101,16 @@ def members_key(room: str) -> str:
     return f"{PREFIX}{{{room}}}:members"
 
 
+def member_field(proc: str, conn_id: str) -> str:
+    """A member's field in the room's member hash: ``{process}/{conn_id}``."""
+    return f"{proc}/{conn_id}"
+
+
+def fields_of(proc: str) -> str:
+    """A MATCH pattern for every member field of ``proc``."""
+    return glob_escape(proc) + "/*"
+
+
 def counts_key(room: str) -> str:
     return f"{PREFIX}{{{room}}}:counts"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...core.ports import BrokerUnavailable, Member
 from .connection import RedisConnection
-from .keys import counts_key, glob_escape, members_key, proc_key
+from .keys import counts_key, fields_of, members_key, proc_key
 
 PAGE = 1000  # member fields scanned and removed per command
 
@@ -81,8 +81,7 @@ class Liveness:
                 await r.hdel(counts_key(room), proc)
             while True:
                 async with self.conn.command("presence cleanup") as r:
-                    match = glob_escape(proc) + "/*"
-                    cursor, found = await r.hscan(key, cursor, match, PAGE)
+                    cursor, found = await r.hscan(key, cursor, fields_of(proc), PAGE)
                     if found:
                         await r.hdel(key, *found)
                 if not cursor:

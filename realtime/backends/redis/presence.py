@@ -24,7 +24,7 @@ from ...core.ports import BrokerUnavailable, Headcount, Member, Presence
 from ...core.protocol import dumps
 from ...tasks import stop_task
 from .connection import RedisConnection
-from .keys import ROOMS_KEY, counts_key, glob_escape, members_key, pairs, proc_key
+from .keys import ROOMS_KEY, counts_key, fields_of, member_field, members_key, pairs, proc_key
 from .liveness import Liveness, parse
 from .members import MemberWrites
 
@@ -72,11 +72,11 @@ class RedisPresence(Presence):
 
     async def _mine(self, r: Any, room: str) -> list[str]:
         """This process's fields in the room's member hash."""
-        match = glob_escape(self.proc) + "/*"
+        match = fields_of(self.proc)
         return [f async for f, _ in r.hscan_iter(members_key(room), match, 1000)]
 
     def _field(self, conn_id: str) -> str:
-        return f"{self.proc}/{conn_id}"
+        return member_field(self.proc, conn_id)
 
     def _json(self, member: Member) -> str:
         return dumps({"user": member.user, "transport": member.transport, "proc": self.proc})
