@@ -30,6 +30,17 @@ def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+async def join_both(client: Any, room: str, n: int) -> tuple[list[Any], list[SseReader]]:
+    """``n`` WebSockets and ``n`` SSE streams in ``room``, each past its presence event."""
+    sockets = [await client.ws_connect(f"/rooms/{room}/ws?user=w{i}") for i in range(n)]
+    streams = [SseReader(await client.get(f"/rooms/{room}/events?user=s{i}")) for i in range(n)]
+    for ws in sockets:
+        await ws_until(ws, "presence")
+    for reader in streams:
+        await reader.until("presence")
+    return sockets, streams
+
+
 async def test_every_connection_gets_messages_and_leaves_no_descriptor_behind(
     client: Any,
 ) -> None:
@@ -37,13 +48,7 @@ async def test_every_connection_gets_messages_and_leaves_no_descriptor_behind(
     before = open_descriptors()
     for round in range(3):
         room = f"fd{round}"
-        sockets = [await client.ws_connect(f"/rooms/{room}/ws?user=w{i}") for i in range(10)]
-        streams = []
-        for i in range(10):
-            resp = await client.get(f"/rooms/{room}/events?user=s{i}")
-            streams.append(SseReader(resp))
-        for ws in sockets:
-            await ws_until(ws, "presence")
+        sockets, streams = await join_both(client, room, 10)
         sent = await post(client, room, "to everyone")
         for ws in sockets:
             assert [m["id"] for m in await ws_messages(ws, 1)] == [sent["id"]]
@@ -99,15 +104,7 @@ async def test_a_connection_that_ends_is_freed_at_once_not_left_to_the_cycle_col
     gc.collect()
     gc.disable()
     try:
-        sockets = [await client.ws_connect(f"/rooms/gc/ws?user=w{i}") for i in range(40)]
-        streams = []
-        for i in range(40):
-            resp = await client.get(f"/rooms/gc/events?user=s{i}")
-            streams.append(SseReader(resp))
-        for ws in sockets:
-            await ws_until(ws, "presence")
-        for reader in streams:
-            await reader.until("presence")
+        sockets, streams = await join_both(client, "gc", 40)
         server_side = [weakref.ref(o) for o in gc.get_objects() if isinstance(o, SERVER_SIDE)]
         assert len(server_side) == 80
         for ws in sockets[:20]:
